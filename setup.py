@@ -1,0 +1,80 @@
+"""Build of the ``ops_dcnv3._C`` extension.
+
+The C++ CPU kernels are always compiled. The CUDA kernels are compiled when torch is a CUDA build,
+the CUDA toolkit (nvcc) is found, and either a GPU is visible or ``FORCE_CUDA=1`` is set. A missing
+GPU never stops the build: the CPU operator is always there.
+"""
+import glob
+import os
+import shutil
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join('ops_dcnv3', 'csrc')
+
+
+def _cuda_home_default() -> None:
+    # torch guesses CUDA_HOME from the location of `nvcc`; with nvcc wrapped in /usr/local/bin it
+    # picks /usr/local and the link then fails on -lcudart. Prefer the toolkit's own folder.
+    if os.environ.get('CUDA_HOME') or os.environ.get('CUDA_PATH'):
+        return
+    for candidate in ('/usr/local/cuda',):
+        if os.path.exists(os.path.join(candidate, 'bin', 'nvcc')):
+            os.environ['CUDA_HOME'] = candidate
+            return
+
+
+def _want_cuda(torch) -> bool:
+    if os.environ.get('FORCE_CPU_ONLY', '0') == '1' or not torch.version.cuda:
+        return False
+    from torch.utils.cpp_extension import CUDA_HOME
+    if CUDA_HOME is None or not (os.path.exists(os.path.join(CUDA_HOME, 'bin', 'nvcc'))
+                                 or shutil.which('nvcc')):
+        return False
+    return torch.cuda.is_available() or os.environ.get('FORCE_CUDA', '0') == '1'
+
+
+def make_extensions():
+    _cuda_home_default()
+    import torch
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
+    major, minor = (int(v) for v in torch.__version__.split('.')[:2])
+    cxx_std = '-std=c++20' if (major, minor) >= (2, 10) else '-std=c++17'
+    sources = sorted(glob.glob(os.path.join(CSRC, '*.cpp')) +
+                     glob.glob(os.path.join(CSRC, 'cpu', '*.cpp')))
+    cuda_sources = sorted(glob.glob(os.path.join(CSRC, 'cuda', '*.cu')) +
+                          glob.glob(os.path.join(CSRC, 'cuda', '*.cpp')))
+    # at::parallel_for expands to OpenMP pragmas in the headers: without -fopenmp it runs serially.
+    cxx_args = ['-O3', cxx_std, '-fopenmp']
+    extra = dict(
+        include_dirs=[os.path.join(HERE, CSRC)],
+        extra_link_args=['-fopenmp'],
+        py_limited_api=True,
+    )
+    if cuda_sources and _want_cuda(torch):
+        if not os.environ.get('TORCH_CUDA_ARCH_LIST') and not torch.cuda.is_available():
+            # No GPU to detect the architecture from: build for the data-centre GPUs by default.
+            os.environ['TORCH_CUDA_ARCH_LIST'] = '8.0;9.0'
+        return [CUDAExtension(
+            'ops_dcnv3._C', sources + cuda_sources,
+            define_macros=[('WITH_CUDA', None), ('Py_LIMITED_API', '0x03090000')],
+            extra_compile_args={'cxx': cxx_args, 'nvcc': ['-O3', cxx_std]},
+            **extra)]
+    return [CppExtension(
+        'ops_dcnv3._C', sources,
+        define_macros=[('Py_LIMITED_API', '0x03090000')],
+        extra_compile_args={'cxx': cxx_args},
+        **extra)]
+
+
+def build_ext_cls():
+    from torch.utils.cpp_extension import BuildExtension
+    return BuildExtension.with_options(no_python_abi_suffix=True)
+
+
+setup(
+    ext_modules=make_extensions(),
+    cmdclass={'build_ext': build_ext_cls()},
+)
