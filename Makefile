@@ -28,4 +28,4 @@ clean-venv:
 	rm -rf .venv
 
 # Demo targets (detection, segmentation, classification) live beside the tools they drive.
--include tools/demo.mk
+-include $(wildcard tools/mk/*.mk)
