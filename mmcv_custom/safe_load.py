@@ -15,6 +15,8 @@ file is trusted, pass that type to :func:`allow_globals`.
 """
 from __future__ import annotations
 
+import pickle
+
 import torch
 
 __all__ = ['mmengine_checkpoint_globals', 'allow_globals', 'register']
@@ -33,6 +35,24 @@ def _numpy_globals() -> list:
     return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes]
 
 
+def _history_buffer_getattr(obj, name: str):
+    """Stands in for ``builtins.getattr`` while unpickling.
+
+    ``HistoryBuffer.__getstate__`` stores its statistics methods (``min``, ``mean``, ...), which
+    pickle writes as ``getattr(HistoryBuffer, 'min')``. Allowing the real ``getattr`` would let a
+    file read any attribute of any allowed object; this only resolves public methods of
+    ``HistoryBuffer``.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if obj is HistoryBuffer and not name.startswith('_') and callable(
+            getattr(HistoryBuffer, name, None)):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}); only the statistics methods of '
+        'mmengine HistoryBuffer are allowed by mmcv_custom.safe_load')
+
+
 def mmengine_checkpoint_globals() -> list:
     """The non-tensor types found in checkpoints written by mmengine's Runner."""
     found = _numpy_globals()
@@ -41,7 +61,7 @@ def mmengine_checkpoint_globals() -> list:
     except ImportError:  # mmengine is optional for the operator alone
         return found
     from mmengine.config.config import ConfigDict
-    return found + [HistoryBuffer, ConfigDict]
+    return found + [HistoryBuffer, ConfigDict, (_history_buffer_getattr, 'builtins.getattr')]
 
 
 def allow_globals(*objs) -> None:

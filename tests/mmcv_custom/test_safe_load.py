@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-import mmcv_custom  # noqa: F401  registers the allow-list
+import mmcv_custom.safe_load  # noqa: F401  registers the allow-list
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
@@ -35,7 +36,24 @@ class ToyDataset(torch.utils.data.Dataset):
         return dict(inputs=torch.randn(4, generator=g), labels=torch.tensor(idx % 2))
 
 
-def _runner(work_dir, max_epochs, resume=False):
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAfterEpoch(Hook):
+    """Simulates a crash once the checkpoint of the given epoch is on disk."""
+    priority = 'LOWEST'  # after CheckpointHook
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner):
+        if runner.epoch == self.epoch:
+            raise Crash(f'simulated crash after epoch {self.epoch}')
+
+
+def _runner(work_dir, max_epochs, resume=False, crash_after=None):
+    torch.manual_seed(0)  # the model is built before the Runner seeds anything
     return Runner(
         model=ToyModel(),
         work_dir=str(work_dir),
@@ -48,7 +66,8 @@ def _runner(work_dir, max_epochs, resume=False):
                            logger=dict(type='LoggerHook', interval=1)),
         randomness=dict(seed=0, deterministic=True),
         resume=resume,
-        experiment_name=f'toy_{max_epochs}_{int(resume)}',
+        custom_hooks=[CrashAfterEpoch(crash_after)] if crash_after else None,
+        experiment_name=f'toy_{max_epochs}_{int(resume)}_{crash_after}',
         default_scope='mmengine',
     )
 
@@ -69,8 +88,10 @@ def test_resume_continues_exactly(tmp_path):
     full.train()
     expected = {k: v.clone() for k, v in full.model.state_dict().items()}
 
-    first = _runner(tmp_path / 'part', max_epochs=1)
-    first.train()
+    first = _runner(tmp_path / 'part', max_epochs=3, crash_after=1)
+    with pytest.raises(Crash):
+        first.train()
+    assert (tmp_path / 'part' / 'epoch_1.pth').exists()
     resumed = _runner(tmp_path / 'part', max_epochs=3, resume=True)
     resumed.train()
     assert resumed.iter == full.iter == 12
