@@ -5,12 +5,12 @@ import textwrap
 
 import pytest
 import torch
-from torch import nn
-
-import mmcv_custom.safe_load  # noqa: F401  registers the allow-list
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from torch import nn
+
+import mmcv_custom.safe_load  # noqa: F401  registers the allow-list
 
 
 class ToyModel(BaseModel):
