@@ -1,0 +1,16 @@
+"""Task-agnostic OpenMMLab pieces: the InternImage backbone, layer-wise lr decay, checkpoint loading.
+
+Importing this package also lets ``torch.load(weights_only=True)`` read mmengine checkpoints
+(:mod:`mmcv_custom.safe_load`) and registers ``CustomLayerDecayOptimizerConstructor`` in mmengine's
+root registry, where mmdet, mmseg and mmpretrain configs find it.
+"""
+from . import safe_load  # noqa: F401
+from .checkpoint import extract_state_dict, load_backbone_state_dict, strip_prefixes
+from .layer_decay_optimizer_constructor import (CustomLayerDecayOptimizerConstructor, get_layer_id,
+                                                 is_no_decay)
+from .models import InternImage
+
+__all__ = [
+    'InternImage', 'CustomLayerDecayOptimizerConstructor', 'get_layer_id', 'is_no_decay',
+    'extract_state_dict', 'strip_prefixes', 'load_backbone_state_dict',
+]

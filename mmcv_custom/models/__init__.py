@@ -1,0 +1,4 @@
+"""Task-agnostic InternImage models (no mmdet/mmseg/mmpretrain imports)."""
+from .internimage import InternImage
+
+__all__ = ['InternImage']

@@ -1,0 +1,8 @@
+from .backbones import InternImage
+from .classifiers import InternImageClassifier
+from .heads import AttentionPoolingBlock, InternImageClipHead, InternImageClsHead
+
+__all__ = [
+    'InternImage', 'InternImageClassifier', 'InternImageClsHead', 'InternImageClipHead',
+    'AttentionPoolingBlock',
+]

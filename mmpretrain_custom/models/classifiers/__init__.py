@@ -1,0 +1,3 @@
+from .internimage_classifier import InternImageClassifier
+
+__all__ = ['InternImageClassifier']

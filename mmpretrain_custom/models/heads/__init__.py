@@ -1,0 +1,3 @@
+from .internimage_head import AttentionPoolingBlock, CrossAttention, InternImageClipHead, InternImageClsHead
+
+__all__ = ['InternImageClsHead', 'InternImageClipHead', 'AttentionPoolingBlock', 'CrossAttention']
