@@ -27,8 +27,30 @@ from ..checkpoint import load_backbone_state_dict
 __all__ = [
     'ToChannelsFirst', 'ToChannelsLast', 'build_norm', 'build_act', 'DropPath', 'StemLayer',
     'DownsampleLayer', 'MLPLayer', 'InternImageBlock', 'InternImageStage', 'InternImage',
-    'get_core_op',
+    'get_core_op', 'ARCHS',
 ]
+
+# Backbone arguments of the published ImageNet models (classification configs: T has no layer scale;
+# the detection/segmentation configs use layer_scale=1.0 for T..XL).
+ARCHS: dict[str, dict] = {
+    't': dict(channels=64, depths=[4, 4, 18, 4], groups=[4, 8, 16, 32], offset_scale=1.0,
+              layer_scale=None, post_norm=False),
+    's': dict(channels=80, depths=[4, 4, 21, 4], groups=[5, 10, 20, 40], offset_scale=1.0,
+              layer_scale=1e-5, post_norm=True),
+    'b': dict(channels=112, depths=[4, 4, 21, 4], groups=[7, 14, 28, 56], offset_scale=1.0,
+              layer_scale=1e-5, post_norm=True),
+    'l': dict(channels=160, depths=[5, 5, 22, 5], groups=[10, 20, 40, 80], offset_scale=2.0,
+              layer_scale=1e-5, post_norm=True),
+    'xl': dict(channels=192, depths=[5, 5, 24, 5], groups=[12, 24, 48, 96], offset_scale=2.0,
+               layer_scale=1e-5, post_norm=True),
+    'h': dict(channels=320, depths=[6, 6, 32, 6], groups=[10, 20, 40, 80], offset_scale=1.0,
+              layer_scale=None, post_norm=False, dw_kernel_size=5, res_post_norm=True,
+              level2_post_norm=True, level2_post_norm_block_ids=[5, 11, 17, 23, 29],
+              center_feature_scale=True),
+    'g': dict(channels=512, depths=[2, 2, 48, 4], groups=[16, 32, 64, 128], offset_scale=1.0,
+              layer_scale=None, post_norm=True, dw_kernel_size=5, level2_post_norm=True,
+              level2_post_norm_block_ids=[5, 11, 17, 23, 29, 35, 41, 47], center_feature_scale=True),
+}
 
 
 class ToChannelsFirst(nn.Module):
