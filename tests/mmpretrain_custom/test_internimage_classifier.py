@@ -1,0 +1,90 @@
+"""mmpretrain InternImage classifier: published key set and parameter counts, published checkpoints
+load without conversion, logits equal the published forward, training step works."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+
+import mmpretrain_custom  # noqa: F401
+from mmpretrain_custom.models import internimage_cls_model
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'mmcv_custom'))
+from published_reference import classify  # noqa: E402
+from test_internimage import published_keys, randomize  # noqa: E402
+
+# Published parameter counts with the ImageNet head (millions, 2 decimals).
+CLS_PARAMS = dict(t=29.92, s=50.08, b=97.46, l=223.33, xl=334.82, h=1089.64, g=3076.37)
+
+TINY_CONV = dict(
+    type='InternImageClassifier',
+    backbone=dict(type='InternImage', core_op='DCNv3_pytorch', channels=16, depths=[1, 1, 2, 1],
+                  groups=[2, 4, 8, 16], layer_scale=0.5, post_norm=True, out_indices=(3,),
+                  drop_path_rate=0.0),
+    head=dict(type='InternImageClsHead', num_classes=7, in_channels=128))
+TINY_CLIP = dict(
+    type='InternImageClassifier',
+    backbone=dict(type='InternImage', core_op='DCNv3_pytorch', channels=16, depths=[1, 1, 2, 1],
+                  groups=[2, 4, 8, 16], dw_kernel_size=5, res_post_norm=True, level2_post_norm=True,
+                  level2_post_norm_block_ids=[1], center_feature_scale=True, out_indices=(2, 3),
+                  drop_path_rate=0.0),
+    head=dict(type='InternImageClipHead', num_classes=7, in_channels=128, embed_dim=64, num_heads=4,
+              clip_embed_dim=48))
+
+
+@pytest.mark.parametrize('size', ['t', 's', 'b', 'l', 'xl', 'h', 'g'])
+def test_state_dict_is_exactly_published(size):
+    with torch.device('meta'):
+        model = MODELS.build(internimage_cls_model(size, core_op='DCNv3_pytorch'))
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert ours == published_keys(size)
+    n = sum(p.numel() for p in model.parameters())
+    assert round(n / 1e6, 2) == CLS_PARAMS[size]
+
+
+@pytest.mark.parametrize('cfg', [TINY_CONV, TINY_CLIP], ids=['conv_head', 'clip_head'])
+def test_published_checkpoint_loads_and_logits_match_published_forward(tmp_path, cfg):
+    from mmengine.runner import load_checkpoint
+
+    src = MODELS.build(cfg).double().eval()
+    randomize(src)
+    published = src.state_dict()
+    assert not any(k.startswith(('backbone.', 'head.conv_head', 'head.head')) for k in published)
+    path = tmp_path / 'internimage_1k.pth'
+    torch.save(dict(model=published, epoch=300, max_accuracy=0.0), path)  # published file layout
+
+    model = MODELS.build(cfg).double().eval()
+    load_checkpoint(model, str(path), map_location='cpu', strict=True)  # what `load_from` does
+    img = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        logits = model(img, mode='tensor')
+        ref = classify(img, published, cfg['backbone'], num_heads=cfg['head'].get('num_heads', 16))
+    assert logits.shape == (2, 7)
+    torch.testing.assert_close(logits, ref, rtol=1e-9, atol=1e-9)
+
+    # torch's own load_state_dict accepts both the published and mmpretrain's prefixed layout.
+    again = MODELS.build(cfg).double()
+    again.load_state_dict(published, strict=True)
+    prefixed = {('backbone.' + k if k.startswith(('patch_embed', 'levels')) else 'head.' + k): v
+                for k, v in published.items()}
+    again.load_state_dict(prefixed, strict=True)
+    for k, v in again.state_dict().items():
+        torch.testing.assert_close(v, published[k], msg=k)
+
+
+def test_train_step_and_prediction():
+    from mmengine.optim import build_optim_wrapper
+    from mmpretrain.structures import DataSample
+
+    model = MODELS.build(TINY_CONV)
+    model.init_weights()
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.01)))
+    data = dict(inputs=torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8),
+                data_samples=[DataSample().set_gt_label(i) for i in (1, 5)])
+    log_vars = model.train_step(data, optim)
+    assert torch.isfinite(log_vars['loss'])
+    preds = model.val_step(data)
+    assert [p.pred_score.shape for p in preds] == [torch.Size([7])] * 2
