@@ -1,0 +1,80 @@
+# The embedded classification demo: the real InternImage-T ImageNet recipe (published head,
+# AdamW with the Swin/timm settings, label smoothing, RandAugment, Mixup/CutMix, random erasing,
+# EMA) on the synthetic ImageNet-layout shapes of `tools/make_demo_data.py --task cls`, shrunk to
+# run on two CPU cores: 64x64 images, a narrow and shallow backbone trained from scratch, a short
+# schedule. `make demo-cls` trains and evaluates it.
+_base_ = '../imagenet/internimage-t_8xb128_in1k-224.py'
+
+data_root = 'data/demo_imagenet'
+metainfo = dict(classes=('circle', 'triangle', 'square', 'cross'))
+num_classes = 4
+img_size = 64
+
+# Width: 16 channels at stride 4 (group channels 16, as in T) and one or two blocks per level.
+# No ImageNet weights exist for this width: it starts from scratch.
+_channels = 16
+model = dict(
+    backbone=dict(channels=_channels, depths=[1, 1, 2, 1], groups=[1, 2, 4, 8],
+                  drop_path_rate=0.0),
+    head=dict(num_classes=num_classes, in_channels=_channels * 8),
+    init_cfg=None)
+data_preprocessor = dict(num_classes=num_classes)
+
+bgr_mean = [103.53, 116.28, 123.675]
+bgr_std = [57.375, 57.12, 58.395]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=img_size, backend='pillow', interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(
+        type='RandAugment',
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=9,
+        magnitude_std=0.5,
+        hparams=dict(pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
+    dict(type='RandomErasing', erase_prob=0.25, mode='rand', min_area_ratio=0.02,
+         max_area_ratio=1 / 3, fill_color=bgr_mean, fill_std=bgr_std),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=img_size, edge='short', backend='pillow',
+         interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=img_size),
+    dict(type='PackInputs'),
+]
+_dataset = dict(type='ImageNet', data_root=data_root, metainfo=metainfo)
+# Worker processes only compete with the model for the two cores.
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(**_dataset, split='train', pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=25,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(**_dataset, split='val', pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = val_evaluator
+
+# Schedule: from scratch at a higher lr, warm-up and cosine over a few epochs, evaluated at the
+# end; the EMA horizon (1 / momentum iterations) shrinks with the schedule.
+max_epochs = 30
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=2, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=2, end=max_epochs,
+         convert_to_iter_based=True),
+]
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+auto_scale_lr = dict(base_batch_size=32)
+custom_hooks = [dict(type='EMAHook', momentum=0.02, priority='ABOVE_NORMAL')]
+
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+log_processor = dict(window_size=10)
