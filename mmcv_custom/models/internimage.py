@@ -450,6 +450,8 @@ class InternImage(BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads a published (or mmengine)
             checkpoint: weights under ``model``/``state_dict`` or at the top level, with optional
             ``module.``/``backbone.`` prefixes; other keys (classification head) are reported, not loaded.
+        pretrained: Checkpoint path, shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=...)``
+            (what mmseg's ``EncoderDecoder(pretrained=...)`` hands to its backbone).
     """
 
     def __init__(
@@ -477,7 +479,12 @@ class InternImage(BaseModule):
             out_indices: Sequence[int] = (0, 1, 2, 3),
             frozen_stages: int = -1,
             init_cfg: Optional[dict] = None,
+            pretrained: Optional[str] = None,
     ):
+        if pretrained is not None:  # mmseg's EncoderDecoder passes its `pretrained` down
+            if init_cfg is not None:
+                raise ValueError('give either init_cfg or pretrained, not both')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         depths, groups = list(depths), list(groups)
         if len(depths) != len(groups):
