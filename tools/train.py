@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'optim_wrapper.optimizer.lr=1e-3')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher (dist_train.sh passes pytorch)')
+    parser.add_argument('--skip-data-check', action='store_true',
+                        help='do not validate COCO annotation files and image paths up front')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -75,6 +77,115 @@ def setup_device(cfg: Config, launcher: str) -> None:
         torch.distributed.init_process_group(backend='gloo', timeout=timeout)
 
 
+# Annotation files above this size (COCO train2017 is ~450 MB) are not parsed a second time.
+_CHECK_MAX_BYTES = 100 * 1024 * 1024
+
+
+def _bad(ann_file: str, what: str) -> ValueError:
+    return ValueError(f'malformed annotation file {ann_file}: {what}')
+
+
+def check_coco_annotations(ann_file: str, img_dir: str | None) -> None:
+    """Fail early, naming the file, on a COCO json that mmdet would choke on mid-run.
+
+    Checks the structure of ``images``, ``annotations`` and ``categories``, that boxes are
+    ``[x, y, w, h]`` with ``w, h >= 0``, that polygons have an even number (>= 6) of coordinates,
+    that every annotation points at a listed image and category and, when ``img_dir`` is given,
+    that every image file exists.
+    """
+    import json
+    import numbers
+
+    if not osp.isfile(ann_file):
+        raise FileNotFoundError(f'annotation file {ann_file} does not exist')
+    if osp.getsize(ann_file) > _CHECK_MAX_BYTES:
+        return
+    try:
+        with open(ann_file) as f:
+            coco = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _bad(ann_file, f'not valid JSON ({e})') from e
+    if not isinstance(coco, dict):
+        raise _bad(ann_file, 'the top level must be a JSON object')
+    for key in ('images', 'annotations', 'categories'):
+        if not isinstance(coco.get(key), list):
+            raise _bad(ann_file, f'{key!r} must be a list')
+    image_ids = set()
+    for i, img in enumerate(coco['images']):
+        if not isinstance(img, dict) or not {'id', 'file_name'} <= img.keys():
+            raise _bad(ann_file, f'images[{i}] needs "id" and "file_name", got {img!r}')
+        image_ids.add(img['id'])
+        if img_dir is not None:
+            path = osp.join(img_dir, img['file_name'])
+            if not osp.isfile(path):
+                raise FileNotFoundError(
+                    f'image file {path} (images[{i}] of {ann_file}) does not exist')
+    cat_ids = set()
+    for i, cat in enumerate(coco['categories']):
+        if not isinstance(cat, dict) or not {'id', 'name'} <= cat.keys():
+            raise _bad(ann_file, f'categories[{i}] needs "id" and "name", got {cat!r}')
+        cat_ids.add(cat['id'])
+    for i, ann in enumerate(coco['annotations']):
+        where = f'annotations[{i}]'
+        if not isinstance(ann, dict):
+            raise _bad(ann_file, f'{where} must be an object, got {ann!r}')
+        if ann.get('image_id') not in image_ids:
+            raise _bad(ann_file, f'{where} (id {ann.get("id")}) has image_id '
+                       f'{ann.get("image_id")!r}, which is not in "images"')
+        if ann.get('category_id') not in cat_ids:
+            raise _bad(ann_file, f'{where} (id {ann.get("id")}) has category_id '
+                       f'{ann.get("category_id")!r}, which is not in "categories"')
+        bbox = ann.get('bbox')
+        if (not isinstance(bbox, list) or len(bbox) != 4
+                or not all(isinstance(v, numbers.Real) for v in bbox) or min(bbox[2:]) < 0):
+            raise _bad(ann_file, f'{where} (id {ann.get("id")}) bbox must be [x, y, w, h] '
+                       f'with w, h >= 0, got {bbox!r}')
+        seg = ann.get('segmentation')
+        if isinstance(seg, list):
+            for poly in seg:
+                if (not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2
+                        or not all(isinstance(v, numbers.Real) for v in poly)):
+                    raise _bad(ann_file, f'{where} (id {ann.get("id")}) segmentation polygons '
+                               f'must be flat [x1, y1, x2, y2, ...] lists of >= 3 points')
+        elif isinstance(seg, dict):
+            if not {'counts', 'size'} <= seg.keys():
+                raise _bad(ann_file, f'{where} (id {ann.get("id")}) RLE segmentation needs '
+                           '"counts" and "size"')
+        elif seg is not None:
+            raise _bad(ann_file, f'{where} (id {ann.get("id")}) segmentation must be '
+                       f'polygons or RLE, got {type(seg).__name__}')
+
+
+def _datasets(cfg_dataset):
+    """The leaf dataset configs under dataset wrappers (RepeatDataset, ConcatDataset, ...)."""
+    if not isinstance(cfg_dataset, dict):
+        return
+    if 'datasets' in cfg_dataset:
+        for sub in cfg_dataset['datasets']:
+            yield from _datasets(sub)
+    elif 'dataset' in cfg_dataset:
+        yield from _datasets(cfg_dataset['dataset'])
+    else:
+        yield cfg_dataset
+
+
+def check_datasets(cfg: Config) -> None:
+    """Validate the local COCO-format annotation files and images the config will read."""
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for ds in _datasets((cfg.get(loader) or {}).get('dataset')):
+            if 'coco' not in str(ds.get('type', '')).lower() or not ds.get('ann_file'):
+                continue
+            if ds.get('backend_args'):  # remote storage: nothing to stat locally
+                continue
+            root = ds.get('data_root') or ''
+            ann_file = ds['ann_file']
+            if not osp.isabs(ann_file):
+                ann_file = osp.join(root, ann_file)
+            prefix = (ds.get('data_prefix') or {}).get('img', '')
+            img_dir = prefix if osp.isabs(prefix) else osp.join(root, prefix)
+            check_coco_annotations(ann_file, img_dir)
+
+
 def default_work_dir(config: str) -> str:
     return osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
 
@@ -91,6 +202,8 @@ def load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(args.config)
     setup_device(cfg, args.launcher)
+    if not getattr(args, 'skip_data_check', False):
+        check_datasets(cfg)
     return cfg
 
 
