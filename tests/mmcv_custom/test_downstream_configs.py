@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from mmcv_custom.models.internimage import InternImage
 
@@ -63,7 +64,8 @@ def test_backbone_config_builds_in_mmdet_mask_rcnn():
     cfg = _mim_config('mmdet', '_base_/models/mask-rcnn_r50_fpn.py')
     cfg.model.backbone = copy.deepcopy(BACKBONE)
     cfg.model.neck.in_channels = IN_CHANNELS
-    model = MODELS.build(cfg.model).eval()
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model).eval()
     assert type(model.backbone) is InternImage
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 64, 64))
@@ -87,7 +89,8 @@ def test_backbone_config_builds_in_mmseg_upernet():
     cfg.model.auxiliary_head.in_channels = IN_CHANNELS[2]
     cfg.model.auxiliary_head.channels = 16
     cfg.model.auxiliary_head.norm_cfg = dict(type='BN', requires_grad=True)
-    model = MODELS.build(cfg.model).eval()
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg.model).eval()
     assert type(model.backbone) is InternImage
     with torch.no_grad():
         logits = model(torch.randn(1, 3, 64, 64), mode='tensor')
@@ -104,7 +107,8 @@ def test_backbone_config_builds_in_mmpretrain_classifier():
     cfg = Config(dict(model=dict(
         type='InternImageClassifier', backbone=dict(copy.deepcopy(BACKBONE), out_indices=(3,)),
         head=dict(type='InternImageClsHead', num_classes=5, in_channels=IN_CHANNELS[-1]))))
-    model = MODELS.build(cfg.model).eval()
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model).eval()
     assert type(model.backbone) is InternImage
     with torch.no_grad():
         assert model(torch.randn(2, 3, 64, 64), mode='tensor').shape == (2, 5)
