@@ -45,3 +45,19 @@ def test_classifier_flops_within_5_percent_of_paper(size, res, paper):
         x = torch.zeros(1, 3, res, res)
     total, _ = count_flops(model, lambda: model(x, mode='tensor'))
     assert abs(total / 1e9 - paper) / paper < 0.05
+
+
+def test_get_flops_tool_reports_published_params_and_flops(capsys):
+    import importlib.util
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location('get_flops', os.path.join(root, 'tools', 'get_flops.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    flops, params = tool.main(['--size', 't', '--core-op', 'DCNv3_pytorch'])
+    assert round(params / 1e6, 2) == 29.92
+    assert abs(flops / 5e9 - 1) < 0.05
+    assert 'Input shape: (3, 224, 224)' in capsys.readouterr().out
+    _, backbone_params = tool.main(['--size', 't', '--backbone-only', '--core-op', 'DCNv3_pytorch'])
+    assert round(backbone_params / 1e6, 2) == 28.75
