@@ -72,7 +72,9 @@ param_scheduler = [
 ]
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 auto_scale_lr = dict(base_batch_size=32)
-custom_hooks = [dict(type='EMAHook', momentum=0.02, priority='ABOVE_NORMAL')]
+custom_hooks = [
+    dict(type='PublishedCheckpointEMAHook', momentum=0.02, priority='ABOVE_NORMAL'),
+]
 
 default_hooks = dict(
     logger=dict(interval=10),

@@ -5,7 +5,8 @@ _base_ = [
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmpretrain_custom'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmpretrain_custom', 'mmpretrain_custom.engine'],
+                      allow_failed_imports=False)
 
 img_size = 224
 # The published ImageNet-1K weights: evaluated by `tools/test.py CONFIG <this url>` and loaded
@@ -61,5 +62,7 @@ optim_wrapper = dict(clip_grad=dict(max_norm=5.0))
 train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
 auto_scale_lr = dict(base_batch_size=1024)
 
-# EMA of the weights with decay 0.9999.
-custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+# EMA of the weights with decay 0.9999 (mmpretrain's EMAHook that also reads published files).
+custom_hooks = [
+    dict(type='PublishedCheckpointEMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+]

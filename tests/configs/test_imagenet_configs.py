@@ -76,7 +76,8 @@ def test_config_loads_published_checkpoint_and_evaluates_as_published(size):
     train_crop = cfg.train_dataloader.dataset.pipeline[1]
     assert (train_crop.type, train_crop.scale, train_crop.interpolation) == (
         'RandomResizedCrop', res, 'bicubic')
-    assert cfg.custom_hooks == [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+    assert cfg.custom_hooks == [
+        dict(type='PublishedCheckpointEMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
     assert cfg.optim_wrapper.clip_grad == dict(max_norm=5.0)
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
     assert cfg.optim_wrapper.optimizer.weight_decay == 0.05

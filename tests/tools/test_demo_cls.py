@@ -110,3 +110,15 @@ def test_demo_trains_with_dist_train_and_test_prints_accuracy(tmp_path):
     pred = np.array([int(r['pred_label'][0]) for r in results])
     gt = np.array([int(r['gt_label'][0]) for r in results])
     assert float(printed[-1]) == pytest.approx(100.0 * (pred == gt).mean(), abs=1e-3)
+
+    # The same weights in the published file layout (under `model`, published keys) evaluate
+    # through the config's EMA hook to the same accuracy.
+    import torch
+    saved = torch.load(ckpt, map_location='cpu', weights_only=False)
+    published = tmp_path / 'published.pth'
+    torch.save(dict(model=saved['state_dict']), published)
+    assert all(k.startswith(('patch_embed.', 'levels.', 'conv_head.', 'head.'))
+               for k in saved['state_dict'])
+    out = _run([sys.executable, 'tools/test.py', CONFIG, str(published), '--work-dir',
+                str(tmp_path / 'test_published'), '--cfg-options', *opts])
+    assert re.findall(r'accuracy/top1: ([0-9.]+)', out)[-1] == printed[-1]
