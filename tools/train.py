@@ -22,6 +22,7 @@ if ROOT not in sys.path:
 
 import torch  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -207,6 +208,40 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+class RNGStateHook(Hook):
+    """Save the global random states in checkpoints and restore them on ``--resume``.
+
+    mmengine re-seeds a resumed run with the original seed, so the random streams that the
+    model and pipeline draw from globally (RoI sampling, random flips) restart instead of
+    continuing, and a resumed run drifts from the uninterrupted one. With this hook the run
+    continues bit for bit on CPU (given ``randomness.deterministic``).
+    """
+    priority = 'VERY_LOW'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        import random
+
+        import numpy as np
+        checkpoint['rng_state'] = dict(python=random.getstate(), numpy=np.random.get_state(),
+                                       torch=torch.get_rng_state())
+        if torch.cuda.is_available():
+            checkpoint['rng_state']['cuda'] = torch.cuda.get_rng_state_all()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('rng_state')
+        if state is None or not getattr(runner, '_resume', False):
+            return  # fine-tuning from load_from starts its own random streams
+        import random
+
+        import numpy as np
+        random.setstate(state['python'])
+        np.random.set_state(state['numpy'])
+        torch.set_rng_state(state['torch'].cpu())
+        if 'cuda' in state and torch.cuda.is_available() and \
+                len(state['cuda']) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
+
+
 def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
@@ -243,6 +278,7 @@ def main(argv: list[str] | None = None) -> Runner:
         cfg.load_from = args.resume
 
     runner = build_runner(cfg)
+    runner.register_hook(RNGStateHook())
     runner.train()
     return runner
 
