@@ -6,8 +6,11 @@ root registry, where mmdet, mmseg and mmpretrain configs find it.
 """
 from . import safe_load  # noqa: F401
 from .checkpoint import extract_state_dict, load_backbone_state_dict, strip_prefixes
-from .layer_decay_optimizer_constructor import (CustomLayerDecayOptimizerConstructor, get_layer_id,
-                                                 is_no_decay)
+from .layer_decay_optimizer_constructor import (
+                                                 CustomLayerDecayOptimizerConstructor,
+                                                 get_layer_id,
+                                                 is_no_decay,
+)
 from .models import InternImage
 
 __all__ = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import Mapping, Optional, Union
+from typing import Mapping, Union
 
 import torch
 import torch.nn as nn
@@ -39,7 +39,7 @@ def strip_prefixes(state_dict: Mapping, prefixes=('module.', 'backbone.')) -> Or
 def load_backbone_state_dict(
         module: nn.Module,
         checkpoint: Union[str, Mapping],
-        prefix: Optional[str] = None,
+        prefix: str | None = None,
         map_location: str = 'cpu',
         logger: str = 'current',
 ) -> tuple[list[str], list[str]]:

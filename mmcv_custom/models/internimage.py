@@ -14,7 +14,7 @@ Convolutions", https://arxiv.org/abs/2211.05778.
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -206,8 +206,8 @@ class MLPLayer(nn.Module):
         drop: Dropout after the activation and after the output layer.
     """
 
-    def __init__(self, in_features: int, hidden_features: Optional[int] = None,
-                 out_features: Optional[int] = None, act_layer: str = 'GELU', drop: float = 0.0):
+    def __init__(self, in_features: int, hidden_features: int | None = None,
+                 out_features: int | None = None, act_layer: str = 'GELU', drop: float = 0.0):
         super().__init__()
         out_features = out_features or in_features
         hidden_features = hidden_features or in_features
@@ -259,10 +259,10 @@ class InternImageBlock(nn.Module):
             act_layer: str = 'GELU',
             norm_layer: str = 'LN',
             post_norm: bool = False,
-            layer_scale: Optional[float] = None,
+            layer_scale: float | None = None,
             offset_scale: float = 1.0,
             with_cp: bool = False,
-            dw_kernel_size: Optional[int] = None,
+            dw_kernel_size: int | None = None,
             res_post_norm: bool = False,
             center_feature_scale: bool = False,
             remove_center: bool = False,
@@ -357,10 +357,10 @@ class InternImageStage(nn.Module):
             norm_layer: str = 'LN',
             post_norm: bool = False,
             offset_scale: float = 1.0,
-            layer_scale: Optional[float] = None,
+            layer_scale: float | None = None,
             with_cp: bool = False,
-            dw_kernel_size: Optional[int] = None,
-            post_norm_block_ids: Optional[Sequence[int]] = None,
+            dw_kernel_size: int | None = None,
+            post_norm_block_ids: Sequence[int] | None = None,
             res_post_norm: bool = False,
             center_feature_scale: bool = False,
             remove_center: bool = False,
@@ -466,20 +466,20 @@ class InternImage(BaseModule):
             drop_path_type: str = 'linear',
             act_layer: str = 'GELU',
             norm_layer: str = 'LN',
-            layer_scale: Optional[float] = None,
+            layer_scale: float | None = None,
             offset_scale: float = 1.0,
             post_norm: bool = False,
             with_cp: bool = False,
-            dw_kernel_size: Optional[int] = None,
+            dw_kernel_size: int | None = None,
             level2_post_norm: bool = False,
-            level2_post_norm_block_ids: Optional[Sequence[int]] = None,
+            level2_post_norm_block_ids: Sequence[int] | None = None,
             res_post_norm: bool = False,
             center_feature_scale: bool = False,
             remove_center: bool = False,
             out_indices: Sequence[int] = (0, 1, 2, 3),
             frozen_stages: int = -1,
-            init_cfg: Optional[dict] = None,
-            pretrained: Optional[str] = None,
+            init_cfg: dict | None = None,
+            pretrained: str | None = None,
     ):
         if pretrained is not None:  # mmseg's EncoderDecoder passes its `pretrained` down
             if init_cfg is not None:

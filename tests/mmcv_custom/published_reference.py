@@ -8,7 +8,6 @@ difference in module order, norm placement or key wiring of our implementation s
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 

@@ -5,7 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmcv_custom.layer_decay_optimizer_constructor import CustomLayerDecayOptimizerConstructor, get_layer_id
+from mmcv_custom.layer_decay_optimizer_constructor import (
+    CustomLayerDecayOptimizerConstructor,
+    get_layer_id,
+)
 
 T_DEPTHS = [4, 4, 18, 4]
 T_NUM_LAYERS = 30 + 2  # configured num_layers + 2

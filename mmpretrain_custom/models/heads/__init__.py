@@ -1,3 +1,8 @@
-from .internimage_head import AttentionPoolingBlock, CrossAttention, InternImageClipHead, InternImageClsHead
+from .internimage_head import (
+    AttentionPoolingBlock,
+    CrossAttention,
+    InternImageClipHead,
+    InternImageClsHead,
+)
 
 __all__ = ['InternImageClsHead', 'InternImageClipHead', 'AttentionPoolingBlock', 'CrossAttention']

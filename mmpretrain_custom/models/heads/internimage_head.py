@@ -6,7 +6,7 @@ Attribute names equal the published top-level module names (``conv_head``, ``hea
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -46,8 +46,8 @@ class CrossAttention(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False,
-                 qk_scale: Optional[float] = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
-                 out_dim: Optional[int] = None):
+                 qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 out_dim: int | None = None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'dim ({dim}) must be divisible by num_heads ({num_heads})')
@@ -66,7 +66,7 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(dim, out_dim or dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def _heads(self, x: torch.Tensor, linear: nn.Linear, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    def _heads(self, x: torch.Tensor, linear: nn.Linear, bias: torch.Tensor | None) -> torch.Tensor:
         b, n, _ = x.shape
         return F.linear(x, linear.weight, bias).reshape(b, n, self.num_heads, -1).transpose(1, 2)
 
@@ -91,7 +91,7 @@ class AttentionPoolingBlock(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, norm_layer: str = 'LN',
-                 out_dim: Optional[int] = None):
+                 out_dim: int | None = None):
         super().__init__()
         self.norm1_q = build_norm(dim, norm_layer)
         self.norm1_k = build_norm(dim, norm_layer)
