@@ -88,3 +88,15 @@ def test_train_step_and_prediction():
     assert torch.isfinite(log_vars['loss'])
     preds = model.val_step(data)
     assert [p.pred_score.shape for p in preds] == [torch.Size([7])] * 2
+
+
+def test_classifier_init_cfg_pretrained_reads_published_file(tmp_path):
+    """`model.init_cfg=dict(type='Pretrained', checkpoint=...)` (as the ImageNet configs use it)."""
+    src = MODELS.build(TINY_CONV)
+    randomize(src, seed=3)
+    path = tmp_path / 'internimage_1k.pth'
+    torch.save(dict(model=src.state_dict()), path)
+    model = MODELS.build(dict(TINY_CONV, init_cfg=dict(type='Pretrained', checkpoint=str(path))))
+    model.init_weights()
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v, msg=k)
