@@ -4,7 +4,7 @@ _base_ = [
     'mmseg::_base_/models/upernet_r50.py', 'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
 ]
-custom_imports = dict(imports=['mmseg_custom', 'mmseg_custom.datasets'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmseg_custom'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 num_classes = 150
