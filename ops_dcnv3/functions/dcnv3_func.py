@@ -1,0 +1,208 @@
+"""DCNv3 sampling: the compiled operator, its pure-PyTorch reference and the one place choosing.
+
+Layout (channels-last, as published): input (N, H, W, G*D); offset (N, Ho, Wo, G*P*2) holding (x, y)
+pairs; mask (N, Ho, Wo, G*P); output (N, Ho, Wo, G*D). P = kernel_h*kernel_w (minus the centre with
+remove_center), point p = i*kernel_h + j with i the x tap and j the y tap. Sampling location along x:
+
+    loc = wo*stride - pad + c + (i*dilation - c + offset_x) * offset_scale,  c = dilation*(k-1) // 2
+
+and likewise along y. Bilinear sampling reads zero outside the image (a location in (-1, W) still
+blends the border pixels with zeros, exactly like ``grid_sample(padding_mode='zeros')``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import _loader
+
+__all__ = ['DCNv3Function', 'dcnv3', 'dcnv3_core_pytorch', 'check_dcnv3_args']
+
+# Kernels are registered when ops_dcnv3._C is imported and never change afterwards; a frozen set keeps
+# the compiled-vs-reference choice cheap and traceable by torch.compile.
+_COMPILED_DEVICES = frozenset(_loader.compiled_devices())
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    return (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
+
+
+def check_dcnv3_args(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_h: int,
+                     kernel_w: int, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
+                     dilation_h: int, dilation_w: int, group: int, group_channels: int,
+                     remove_center: int) -> tuple[int, int, int]:
+    """Validates the arguments of a DCNv3 call; returns (Ho, Wo, P)."""
+    for name, t in (('input', input), ('offset', offset), ('mask', mask)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f'DCNv3: {name} must be a torch.Tensor, got {type(t).__name__}')
+        if t.dim() != 4:
+            raise ValueError(f'DCNv3: {name} must be a 4-D channels-last tensor, got shape '
+                             f'{tuple(t.shape)}')
+    for name, v in (('kernel_h', kernel_h), ('kernel_w', kernel_w), ('stride_h', stride_h),
+                    ('stride_w', stride_w), ('dilation_h', dilation_h),
+                    ('dilation_w', dilation_w), ('group', group),
+                    ('group_channels', group_channels)):
+        if v <= 0:
+            raise ValueError(f'DCNv3: {name} must be a positive integer, got {v}')
+    if pad_h < 0 or pad_w < 0:
+        raise ValueError(f'DCNv3: pad_h and pad_w must be >= 0, got {pad_h} and {pad_w}')
+    if remove_center and (kernel_h % 2 == 0 or kernel_w % 2 == 0):
+        raise ValueError('DCNv3: remove_center needs an odd kernel (it drops the centre point), got '
+                         f'kernel {kernel_h}x{kernel_w}')
+    n, h, w, c = input.shape
+    if c != group * group_channels:
+        raise ValueError(f'DCNv3: input must have group*group_channels = {group}*{group_channels} = '
+                         f'{group * group_channels} channels (last dim of (N, H, W, C)), got shape '
+                         f'{tuple(input.shape)}')
+    ho = _out_size(h, kernel_h, stride_h, pad_h, dilation_h)
+    wo = _out_size(w, kernel_w, stride_w, pad_w, dilation_w)
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f'DCNv3: input of spatial size {h}x{w} is smaller than the dilated kernel '
+                         f'{kernel_h}x{kernel_w} (dilation {dilation_h}x{dilation_w}, pad '
+                         f'{pad_h}x{pad_w})')
+    points = kernel_h * kernel_w - int(bool(remove_center))
+    if tuple(offset.shape) != (n, ho, wo, group * points * 2):
+        raise ValueError(f'DCNv3: offset must have shape (N, Ho, Wo, group*P*2) = '
+                         f'{(n, ho, wo, group * points * 2)} for input {tuple(input.shape)}, got '
+                         f'{tuple(offset.shape)}')
+    if tuple(mask.shape) != (n, ho, wo, group * points):
+        raise ValueError(f'DCNv3: mask must have shape (N, Ho, Wo, group*P) = '
+                         f'{(n, ho, wo, group * points)} for input {tuple(input.shape)}, got '
+                         f'{tuple(mask.shape)}')
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f'DCNv3: input must be float32, float64, float16 or bfloat16, got '
+                        f'{input.dtype}')
+    for name, t in (('offset', offset), ('mask', mask)):
+        if t.dtype != input.dtype:
+            raise TypeError(f'DCNv3: {name} must have the dtype of input ({input.dtype}), got '
+                            f'{t.dtype}')
+        if t.device != input.device:
+            raise ValueError(f'DCNv3: {name} must be on the device of input ({input.device}), got '
+                             f'{t.device}')
+    return ho, wo, points
+
+
+def _kernel_taps(kernel: int, dilation: int, device, dtype) -> torch.Tensor:
+    # Tap positions relative to the kernel's centre c = dilation*(k-1)//2.
+    return torch.arange(kernel, device=device, dtype=dtype) * dilation - (dilation * (kernel - 1)) // 2
+
+
+def dcnv3_core_pytorch(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_h: int,
+                       kernel_w: int, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
+                       dilation_h: int, dilation_w: int, group: int, group_channels: int,
+                       offset_scale: float, remove_center: int = 0) -> torch.Tensor:
+    """Reference DCNv3 sampling with ``F.grid_sample`` (slow, differentiable, any device/dtype)."""
+    ho, wo, points = check_dcnv3_args(input, offset, mask, kernel_h, kernel_w, stride_h, stride_w,
+                                      pad_h, pad_w, dilation_h, dilation_w, group,
+                                      group_channels, remove_center)
+    n, h, w, c = input.shape
+    if n == 0:
+        return input.new_zeros(0, ho, wo, c) + (offset.sum() + mask.sum()) * 0
+    dev, dt = input.device, input.dtype
+    # Regular kernel grid, points ordered x-major: p = i*kernel_h + j.
+    tx = _kernel_taps(kernel_w, dilation_w, dev, dt)[:, None].expand(kernel_w, kernel_h).reshape(-1)
+    ty = _kernel_taps(kernel_h, dilation_h, dev, dt)[None, :].expand(kernel_w, kernel_h).reshape(-1)
+    if remove_center:
+        keep = torch.arange(kernel_w * kernel_h, device=dev) != (kernel_w // 2) * kernel_h + kernel_h // 2
+        tx, ty = tx[keep], ty[keep]
+    # Top-left of each output's window plus the centre offset c, in input pixels.
+    base_x = torch.arange(wo, device=dev, dtype=dt) * stride_w - pad_w + (dilation_w * (kernel_w - 1)) // 2
+    base_y = torch.arange(ho, device=dev, dtype=dt) * stride_h - pad_h + (dilation_h * (kernel_h - 1)) // 2
+    off = offset.reshape(n, ho, wo, group, points, 2)
+    loc_x = base_x.view(1, 1, wo, 1, 1) + (tx + off[..., 0]) * offset_scale
+    loc_y = base_y.view(1, ho, 1, 1, 1) + (ty + off[..., 1]) * offset_scale
+    # Pixel coordinate -> grid_sample's [-1, 1] with align_corners=False (pixel centres at +0.5).
+    grid = torch.stack(((2 * loc_x + 1) / w - 1, (2 * loc_y + 1) / h - 1), dim=-1)
+    grid = grid.permute(0, 3, 1, 2, 4, 5).reshape(n * group, ho, wo * points, 2)
+    value = input.permute(0, 3, 1, 2).reshape(n * group, group_channels, h, w)
+    sampled = F.grid_sample(value, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+    weight = mask.reshape(n, ho, wo, group, points).permute(0, 3, 1, 2, 4)
+    weight = weight.reshape(n * group, 1, ho, wo * points)
+    out = (sampled * weight).view(n, group, group_channels, ho, wo, points).sum(-1)
+    return out.permute(0, 3, 4, 1, 2).reshape(n, ho, wo, c)
+
+
+def _dcnv3_compiled(input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                    dilation_h, dilation_w, group, group_channels, offset_scale, remove_center):
+    check_dcnv3_args(input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                     dilation_h, dilation_w, group, group_channels, remove_center)
+    if input.device.type not in _COMPILED_DEVICES:
+        raise RuntimeError(_loader.missing_kernel_message(input.device.type))
+    return torch.ops.ops_dcnv3.dcnv3_forward(
+        input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
+        dilation_w, group, group_channels, float(offset_scale), int(bool(remove_center)))
+
+
+def dcnv3(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_h: int, kernel_w: int,
+          stride_h: int, stride_w: int, pad_h: int, pad_w: int, dilation_h: int, dilation_w: int,
+          group: int, group_channels: int, offset_scale: float, remove_center: int = 0,
+          use_reference: bool = False) -> torch.Tensor:
+    """DCNv3 sampling on the compiled kernel for the input's device, else on the reference.
+
+    This is the one place where compiled and reference paths are chosen; ``use_reference`` forces the
+    ``grid_sample`` reference (what :class:`~ops_dcnv3.modules.DCNv3_pytorch` does).
+    """
+    args = (input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
+            dilation_w, group, group_channels, offset_scale, remove_center)
+    if not use_reference and input.device.type in _COMPILED_DEVICES:
+        return _dcnv3_compiled(*args)
+    return dcnv3_core_pytorch(*args)
+
+
+class DCNv3Function:
+    """The compiled DCNv3 operator behind the published ``DCNv3Function.apply`` signature.
+
+    Differentiable through ``torch.library.register_autograd``. ``im2col_step`` is accepted for
+    compatibility and ignored: the kernels take any batch size at once. Raises a RuntimeError naming
+    the fix when the compiled kernel for the input's device is not there.
+    """
+
+    @staticmethod
+    def apply(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_h: int,
+              kernel_w: int, stride_h: int, stride_w: int, pad_h: int, pad_w: int, dilation_h: int,
+              dilation_w: int, group: int, group_channels: int, offset_scale: float,
+              im2col_step: int = 256, remove_center: int = 0) -> torch.Tensor:
+        return _dcnv3_compiled(input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                               pad_w, dilation_h, dilation_w, group, group_channels, offset_scale,
+                               remove_center)
+
+
+def _register_python_parts() -> None:
+    """Fake (meta) kernels, autograd and autocast for the compiled operators."""
+
+    @torch.library.register_fake('ops_dcnv3::dcnv3_forward')
+    def _forward_fake(input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                      dilation_h, dilation_w, group, group_channels, offset_scale, remove_center):
+        n, h, w, c = input.shape
+        ho = _out_size(h, kernel_h, stride_h, pad_h, dilation_h)
+        wo = _out_size(w, kernel_w, stride_w, pad_w, dilation_w)
+        return input.new_empty(n, ho, wo, c)
+
+    @torch.library.register_fake('ops_dcnv3::dcnv3_backward')
+    def _backward_fake(input, offset, mask, grad_output, kernel_h, kernel_w, stride_h, stride_w,
+                       pad_h, pad_w, dilation_h, dilation_w, group, group_channels, offset_scale,
+                       remove_center):
+        return (torch.empty_like(input, memory_format=torch.contiguous_format),
+                torch.empty_like(offset, memory_format=torch.contiguous_format),
+                torch.empty_like(mask, memory_format=torch.contiguous_format))
+
+    def _setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:3])
+        ctx.params = inputs[3:]
+
+    def _backward(ctx, grad_output):
+        input, offset, mask = ctx.saved_tensors
+        grad_input, grad_offset, grad_mask = torch.ops.ops_dcnv3.dcnv3_backward(
+            input, offset, mask, grad_output, *ctx.params)
+        return (grad_input, grad_offset, grad_mask) + (None,) * len(ctx.params)
+
+    torch.library.register_autograd('ops_dcnv3::dcnv3_forward', _backward,
+                                    setup_context=_setup_context)
+    # Under CUDA autocast the linear layers feeding offset/mask/input may disagree in dtype: sample
+    # in float32 always, like other precision-sensitive gather ops (grid_sample) do.
+    torch.library.register_autocast('ops_dcnv3::dcnv3_forward', 'cuda', torch.float32)
+
+
+if _loader.is_loaded():
+    _register_python_parts()

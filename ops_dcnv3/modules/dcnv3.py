@@ -1,0 +1,187 @@
+"""The DCNv3 module (published parameter names, constructor and initialisation).
+
+One implementation: :class:`DCNv3` runs the compiled kernel where one is loaded for the input's
+device and the ``grid_sample`` reference otherwise; :class:`DCNv3_pytorch` is the same module pinned
+to the reference (as the published ``DCNv3_pytorch``), so both load the same state dicts.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..functions.dcnv3_func import dcnv3
+
+__all__ = ['DCNv3', 'DCNv3_pytorch']
+
+
+class to_channels_first(nn.Module):  # noqa: N801  (published name)
+    """(N, H, W, C) -> (N, C, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
+class to_channels_last(nn.Module):  # noqa: N801  (published name)
+    """(N, C, H, W) -> (N, H, W, C)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+def build_norm_layer(dim: int, norm_layer: str, in_format: str = 'channels_last',
+                     out_format: str = 'channels_last', eps: float = 1e-6) -> nn.Sequential:
+    """Norm wrapped with the permutes its layout needs (parameter-free, so keys are ``.1.weight``)."""
+    layers: list[nn.Module] = []
+    if norm_layer == 'BN':
+        if in_format == 'channels_last':
+            layers.append(to_channels_first())
+        layers.append(nn.BatchNorm2d(dim))
+        if out_format == 'channels_last':
+            layers.append(to_channels_last())
+    elif norm_layer == 'LN':
+        if in_format == 'channels_first':
+            layers.append(to_channels_last())
+        layers.append(nn.LayerNorm(dim, eps=eps))
+        if out_format == 'channels_first':
+            layers.append(to_channels_first())
+    else:
+        raise ValueError(f"norm_layer must be 'BN' or 'LN', got {norm_layer!r}")
+    return nn.Sequential(*layers)
+
+
+def build_act_layer(act_layer: str) -> nn.Module:
+    if act_layer == 'ReLU':
+        return nn.ReLU(inplace=True)
+    if act_layer == 'SiLU':
+        return nn.SiLU(inplace=True)
+    if act_layer == 'GELU':
+        return nn.GELU()
+    raise ValueError(f"act_layer must be 'ReLU', 'SiLU' or 'GELU', got {act_layer!r}")
+
+
+class DCNv3(nn.Module):
+    """DCNv3 token mixer on channels-last features (N, H, W, C) -> (N, H, W, C).
+
+    A depth-wise conv + norm + act branch predicts per-group sampling offsets and softmax-normalised
+    modulation from the input; the sampled features come from ``input_proj(x)`` and go through
+    ``output_proj``.
+
+    Args:
+        channels: Feature channels C.
+        kernel_size: Deformable kernel size.
+        dw_kernel_size: Kernel of the depth-wise conv predicting offsets (default: ``kernel_size``).
+        stride: Sampling stride.
+        pad: Sampling padding.
+        dilation: Kernel dilation.
+        group: Groups G (each with C // G channels and its own offsets/masks).
+        offset_scale: Scale of the kernel grid and the learned offsets.
+        act_layer: Activation after the depth-wise conv.
+        norm_layer: Norm after the depth-wise conv ('LN' or 'BN').
+        center_feature_scale: Blend the output with ``input_proj(x)`` by a learned per-group gate
+            (InternImage-H/G).
+        remove_center: Drop the kernel's centre point (odd kernels only).
+    """
+
+    # DCNv3_pytorch sets this: same module, reference sampling only.
+    use_reference: bool = False
+
+    def __init__(self, channels: int = 64, kernel_size: int = 3, dw_kernel_size: int | None = None,
+                 stride: int = 1, pad: int = 1, dilation: int = 1, group: int = 4,
+                 offset_scale: float = 1.0, act_layer: str = 'GELU', norm_layer: str = 'LN',
+                 center_feature_scale: bool = False, remove_center: bool = False):
+        super().__init__()
+        if channels % group != 0:
+            raise ValueError(f'channels must be divisible by group, got channels={channels} and '
+                             f'group={group}')
+        if remove_center and kernel_size % 2 == 0:
+            raise ValueError(f'remove_center needs an odd kernel_size, got {kernel_size}')
+        group_channels = channels // group
+        if group_channels & (group_channels - 1):
+            # Kept from the published module: power-of-two group widths vectorise best.
+            warnings.warn(f'DCNv3: group_channels={group_channels} is not a power of 2, which is '
+                          'slower in the compiled kernels', stacklevel=2)
+        dw_kernel_size = dw_kernel_size if dw_kernel_size is not None else kernel_size
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.dw_kernel_size = dw_kernel_size
+        self.stride = stride
+        self.dilation = dilation
+        self.pad = pad
+        self.group = group
+        self.group_channels = group_channels
+        self.offset_scale = offset_scale
+        self.center_feature_scale = center_feature_scale
+        self.remove_center = int(remove_center)
+        points = kernel_size * kernel_size - self.remove_center
+
+        self.dw_conv = nn.Sequential(
+            nn.Conv2d(channels, channels, kernel_size=dw_kernel_size, stride=1,
+                      padding=(dw_kernel_size - 1) // 2, groups=channels),
+            build_norm_layer(channels, norm_layer, 'channels_first', 'channels_last'),
+            build_act_layer(act_layer))
+        self.offset = nn.Linear(channels, group * points * 2)
+        self.mask = nn.Linear(channels, group * points)
+        self.input_proj = nn.Linear(channels, channels)
+        self.output_proj = nn.Linear(channels, channels)
+        self._reset_parameters()
+        if center_feature_scale:
+            # Zero weights + zero bias: the gate starts at sigmoid(0) = 0.5, as published.
+            self.center_feature_scale_proj_weight = nn.Parameter(torch.zeros(group, channels))
+            self.center_feature_scale_proj_bias = nn.Parameter(torch.zeros(group))
+
+    def _reset_parameters(self) -> None:
+        # Zero offsets and uniform masks at init: the op starts as a plain (averaging) kernel.
+        nn.init.constant_(self.offset.weight, 0.0)
+        nn.init.constant_(self.offset.bias, 0.0)
+        nn.init.constant_(self.mask.weight, 0.0)
+        nn.init.constant_(self.mask.bias, 0.0)
+        nn.init.xavier_uniform_(self.input_proj.weight)
+        nn.init.constant_(self.input_proj.bias, 0.0)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.constant_(self.output_proj.bias, 0.0)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        n, h, w, _ = input.shape
+        x = self.input_proj(input)
+        x_proj = x
+        x1 = self.dw_conv(input.permute(0, 3, 1, 2))
+        offset = self.offset(x1)
+        mask = self.mask(x1).reshape(n, h, w, self.group, -1)
+        # Softmax over the P points of each group; cast back as published (softmax may upcast).
+        mask = F.softmax(mask, -1).reshape(n, h, w, -1).type(x.dtype)
+        x = dcnv3(x, offset, mask, self.kernel_size, self.kernel_size, self.stride, self.stride,
+                  self.pad, self.pad, self.dilation, self.dilation, self.group,
+                  self.group_channels, self.offset_scale, self.remove_center,
+                  use_reference=self.use_reference)
+        if self.center_feature_scale:
+            scale = F.linear(x1, self.center_feature_scale_proj_weight,
+                             self.center_feature_scale_proj_bias).sigmoid()
+            scale = scale.repeat_interleave(self.group_channels, dim=-1)
+            x = x * (1 - scale) + x_proj * scale
+        return self.output_proj(x)
+
+    def extra_repr(self) -> str:
+        return (f'channels={self.channels}, kernel_size={self.kernel_size}, group={self.group}, '
+                f'offset_scale={self.offset_scale}, remove_center={self.remove_center}, '
+                f'use_reference={self.use_reference}')
+
+
+class DCNv3_pytorch(DCNv3):  # noqa: N801  (published name)
+    """:class:`DCNv3` pinned to the pure-PyTorch ``grid_sample`` reference."""
+
+    use_reference = True
+
+
+def _register() -> None:
+    try:
+        from mmengine.registry import MODELS
+    except ImportError:  # mmengine is optional for the operator itself
+        return
+    for cls in (DCNv3, DCNv3_pytorch):
+        MODELS.register_module(name=cls.__name__, module=cls, force=True)
+
+
+_register()
