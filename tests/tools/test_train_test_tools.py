@@ -161,13 +161,16 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_data):
 
 
 @pytest.mark.slow
-def test_test_tool_prints_coco_metrics(tmp_path, tiny_data):
+def test_test_tool_and_image_demo_on_a_checkpoint(tmp_path, tiny_data):
     cfg = write_config(tmp_path / 'cfg.py', tiny_data, max_epochs=1)
     work_dir = tmp_path / 'work'
     _run([sys.executable, osp.join(TOOLS, 'train.py'), cfg, '--work-dir', str(work_dir)])
-    out = tmp_path / 'preds.pkl'
-    proc = _run([sys.executable, osp.join(TOOLS, 'test.py'), cfg, str(work_dir / 'epoch_1.pth'),
-                 '--work-dir', str(tmp_path / 'test'), '--out', str(out)])
+    ckpt = str(work_dir / 'epoch_1.pth')
+
+    out, show_dir = tmp_path / 'preds.pkl', tmp_path / 'vis'
+    proc = _run([sys.executable, osp.join(TOOLS, 'test.py'), cfg, ckpt,
+                 '--work-dir', str(tmp_path / 'test'), '--out', str(out),
+                 '--show-dir', str(show_dir)])
     log = proc.stdout + proc.stderr
     # pycocotools' summary and mmdet's CocoMetric lines for boxes and masks
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]' in log
@@ -177,6 +180,17 @@ def test_test_tool_prints_coco_metrics(tmp_path, tiny_data):
         preds = pickle.load(f)
     assert len(preds) == 4  # one entry per validation image
     assert {'bboxes', 'scores', 'labels', 'masks'} <= preds[0]['pred_instances'].keys()
+    assert len(list(show_dir.glob('*.png'))) == 4
+
+    image = osp.join(tiny_data, 'val', '000000.png')
+    drawn = tmp_path / 'drawn.png'
+    proc = _run([sys.executable, osp.join(TOOLS, 'image_demo.py'), image, cfg, ckpt,
+                 '--out-file', str(drawn), '--score-thr', '0'])
+    assert 'detections above 0.0' in proc.stdout
+    import cv2
+    original, result = cv2.imread(image), cv2.imread(str(drawn))
+    assert result.shape == original.shape
+    assert (result != original).any()  # boxes and masks were drawn
 
 
 def _broken_copy(tmp_path, tiny_data) -> str:
