@@ -1,0 +1,85 @@
+// Operator schema of ops_dcnv3 (defined once here; backends register kernels with
+// TORCH_LIBRARY_IMPL) and the Python module stub. The module is built against the limited Python API:
+// it holds no functions, importing it only runs the static registrations.
+#include <Python.h>
+#include <torch/library.h>
+
+#include "dcnv3.h"
+
+namespace ops_dcnv3 {
+
+Geometry check_and_geometry(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                            int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w,
+                            int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
+                            int64_t group, int64_t group_channels, double offset_scale,
+                            int64_t remove_center) {
+  TORCH_CHECK(input.dim() == 4, "dcnv3: input must be (N, H, W, C), got ", input.sizes());
+  TORCH_CHECK(offset.dim() == 4, "dcnv3: offset must be (N, Ho, Wo, G*P*2), got ", offset.sizes());
+  TORCH_CHECK(mask.dim() == 4, "dcnv3: mask must be (N, Ho, Wo, G*P), got ", mask.sizes());
+  TORCH_CHECK(kernel_h > 0 && kernel_w > 0 && stride_h > 0 && stride_w > 0 && dilation_h > 0 &&
+                  dilation_w > 0 && group > 0 && group_channels > 0,
+              "dcnv3: kernel, stride, dilation, group and group_channels must be positive");
+  TORCH_CHECK(pad_h >= 0 && pad_w >= 0, "dcnv3: pad must be >= 0");
+  TORCH_CHECK(!remove_center || (kernel_h % 2 == 1 && kernel_w % 2 == 1),
+              "dcnv3: remove_center needs an odd kernel");
+  TORCH_CHECK(offset.scalar_type() == input.scalar_type() && mask.scalar_type() == input.scalar_type(),
+              "dcnv3: input, offset and mask must share a dtype, got ", input.scalar_type(), ", ",
+              offset.scalar_type(), ", ", mask.scalar_type());
+  TORCH_CHECK(offset.device() == input.device() && mask.device() == input.device(),
+              "dcnv3: input, offset and mask must be on one device");
+  Geometry g;
+  g.n = input.size(0);
+  g.h = input.size(1);
+  g.w = input.size(2);
+  g.kernel_h = kernel_h;
+  g.kernel_w = kernel_w;
+  g.stride_h = stride_h;
+  g.stride_w = stride_w;
+  g.pad_h = pad_h;
+  g.pad_w = pad_w;
+  g.dilation_h = dilation_h;
+  g.dilation_w = dilation_w;
+  g.group = group;
+  g.group_channels = group_channels;
+  g.offset_scale = offset_scale;
+  g.remove_center = remove_center != 0;
+  g.points = kernel_h * kernel_w - (g.remove_center ? 1 : 0);
+  g.ho = (g.h + 2 * pad_h - (dilation_h * (kernel_h - 1) + 1)) / stride_h + 1;
+  g.wo = (g.w + 2 * pad_w - (dilation_w * (kernel_w - 1) + 1)) / stride_w + 1;
+  TORCH_CHECK(g.ho > 0 && g.wo > 0, "dcnv3: input ", input.sizes(), " is smaller than the kernel");
+  TORCH_CHECK(input.size(3) == group * group_channels, "dcnv3: input has ", input.size(3),
+              " channels, expected group*group_channels = ", group * group_channels);
+  TORCH_CHECK(offset.size(0) == g.n && offset.size(1) == g.ho && offset.size(2) == g.wo &&
+                  offset.size(3) == group * g.points * 2,
+              "dcnv3: offset must be (", g.n, ", ", g.ho, ", ", g.wo, ", ", group * g.points * 2,
+              "), got ", offset.sizes());
+  TORCH_CHECK(mask.size(0) == g.n && mask.size(1) == g.ho && mask.size(2) == g.wo &&
+                  mask.size(3) == group * g.points,
+              "dcnv3: mask must be (", g.n, ", ", g.ho, ", ", g.wo, ", ", group * g.points,
+              "), got ", mask.sizes());
+  return g;
+}
+
+}  // namespace ops_dcnv3
+
+TORCH_LIBRARY(ops_dcnv3, m) {
+  m.def(
+      "dcnv3_forward(Tensor input, Tensor offset, Tensor mask, int kernel_h, int kernel_w, "
+      "int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
+      "int group, int group_channels, float offset_scale, int remove_center) -> Tensor");
+  m.def(
+      "dcnv3_backward(Tensor input, Tensor offset, Tensor mask, Tensor grad_output, int kernel_h, "
+      "int kernel_w, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, "
+      "int dilation_w, int group, int group_channels, float offset_scale, int remove_center) "
+      "-> (Tensor, Tensor, Tensor)");
+}
+
+extern "C" {
+// A module without methods: `import ops_dcnv3._C` loads the library and its registrations.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", "DCNv3 operator kernels (torch.ops.ops_dcnv3)", -1, nullptr,
+  };
+  return PyModule_Create(&module_def);
+}
+}
