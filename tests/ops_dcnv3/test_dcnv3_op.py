@@ -1,0 +1,216 @@
+"""DCNv3 operator: compiled CPU kernels vs an independent loop oracle and the grid_sample reference."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from ops_dcnv3.functions import DCNv3Function, dcnv3, dcnv3_core_pytorch
+
+from dcnv3_helpers import make_inputs, out_size
+
+pytestmark = pytest.mark.usefixtures('compiled_cpu')
+
+
+def compiled(x, off, m, k, s, p, d, group, gc, scale, rc):
+    return DCNv3Function.apply(x, off, m, k, k, s, s, p, p, d, d, group, gc, scale, 256, rc)
+
+
+def reference(x, off, m, k, s, p, d, group, gc, scale, rc):
+    return dcnv3_core_pytorch(x, off, m, k, k, s, s, p, p, d, d, group, gc, scale, rc)
+
+
+def loop_oracle(x, off, mask, kh, kw, sh, sw, ph, pw, dh, dw, group, gc, scale, rc):
+    """The sampling formula of the spec written out point by point (slow, tiny shapes only)."""
+    n, h, w, _ = x.shape
+    ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+    cx, cy = dw * (kw - 1) // 2, dh * (kh - 1) // 2
+    taps = [(i, j) for i in range(kw) for j in range(kh)
+            if not (rc and i == kw // 2 and j == kh // 2)]
+    out = torch.zeros(n, ho, wo, group * gc, dtype=x.dtype)
+
+    def pixel(b, yy, xx, g):
+        if 0 <= yy < h and 0 <= xx < w:
+            return x[b, yy, xx, g * gc:(g + 1) * gc]
+        return torch.zeros(gc, dtype=x.dtype)
+
+    for b, oy, ox, g in itertools.product(range(n), range(ho), range(wo), range(group)):
+        for p, (i, j) in enumerate(taps):
+            q = g * len(taps) + p
+            lx = ox * sw - pw + cx + (i * dw - cx + off[b, oy, ox, 2 * q].item()) * scale
+            ly = oy * sh - ph + cy + (j * dh - cy + off[b, oy, ox, 2 * q + 1].item()) * scale
+            x0, y0 = math.floor(lx), math.floor(ly)
+            fx, fy = lx - x0, ly - y0
+            v = ((1 - fy) * (1 - fx) * pixel(b, y0, x0, g) + (1 - fy) * fx * pixel(b, y0, x0 + 1, g)
+                 + fy * (1 - fx) * pixel(b, y0 + 1, x0, g) + fy * fx * pixel(b, y0 + 1, x0 + 1, g))
+            out[b, oy, ox, g * gc:(g + 1) * gc] += mask[b, oy, ox, q] * v
+    return out
+
+
+# (n, h, w, group, group_channels, kernel, stride, pad, dilation, offset_scale, remove_center):
+# together these cover kernel 3/5, stride 1/2, pad 0/1/2, dilation 1/2, offset_scale 0.5/1/2,
+# remove_center, H != W, odd group_channels and batch 0/1/3.
+CONFIGS = [
+    (1, 5, 6, 2, 3, 3, 1, 1, 1, 1.0, 0),
+    (3, 6, 5, 1, 4, 3, 2, 0, 1, 0.5, 0),
+    (1, 7, 5, 2, 5, 3, 1, 2, 2, 2.0, 1),
+    (1, 6, 8, 3, 2, 5, 1, 2, 1, 1.0, 0),
+    (3, 7, 6, 2, 3, 5, 2, 1, 1, 2.0, 1),
+    (1, 9, 7, 1, 3, 5, 2, 2, 2, 0.5, 0),
+    (1, 5, 6, 2, 1, 3, 1, 0, 2, 1.0, 1),
+    (0, 5, 5, 2, 3, 3, 1, 1, 1, 1.0, 0),
+]
+
+
+@pytest.mark.parametrize('cfg', CONFIGS, ids=lambda c: 'n{}h{}w{}g{}d{}k{}s{}p{}dil{}os{}rc{}'.format(*c))
+def test_forward_matches_reference_float64(cfg):
+    n, h, w, g, gc, k, s, p, d, scale, rc = cfg
+    x, off, m = make_inputs(n, h, w, g, gc, k, s, p, d, rc)
+    out = compiled(x, off, m, k, s, p, d, g, gc, scale, rc)
+    ref = reference(x, off, m, k, s, p, d, g, gc, scale, rc)
+    assert out.shape == (n, out_size(h, k, s, p, d), out_size(w, k, s, p, d), g * gc)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('cfg', [CONFIGS[0], CONFIGS[2], CONFIGS[4]], ids=['k3', 'k3dil2rc', 'k5s2rc'])
+def test_forward_matches_loop_oracle(cfg):
+    n, h, w, g, gc, k, s, p, d, scale, rc = cfg
+    x, off, m = make_inputs(min(n, 1), h, w, g, gc, k, s, p, d, rc)
+    want = loop_oracle(x, off, m, k, k, s, s, p, p, d, d, g, gc, scale, rc)
+    torch.testing.assert_close(compiled(x, off, m, k, s, p, d, g, gc, scale, rc), want,
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(reference(x, off, m, k, s, p, d, g, gc, scale, rc), want,
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_non_square_kernel_pad_and_stride():
+    # kernel 3x5, stride (2, 1), pad (0, 2), dilation (1, 2): every H/W argument used on its own axis.
+    x, _, _ = make_inputs(2, 6, 9, 2, 3)
+    ho, wo = out_size(6, 3, 2, 0, 1), out_size(9, 5, 1, 2, 2)
+    gen = torch.Generator().manual_seed(1)
+    off = torch.randn(2, ho, wo, 2 * 15 * 2, generator=gen, dtype=torch.float64)
+    m = torch.rand(2, ho, wo, 2 * 15, generator=gen, dtype=torch.float64)
+    args = (3, 5, 2, 1, 0, 2, 1, 2, 2, 3, 1.5)
+    out = DCNv3Function.apply(x, off, m, *args, 256, 0)
+    torch.testing.assert_close(out, dcnv3_core_pytorch(x, off, m, *args, 0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, loop_oracle(x, off, m, *args, 0), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('use_reference', [False, True])
+def test_point_order_and_offset_pairs(use_reference):
+    # One-hot masks pick single points: point p = i*kh + j with i the x tap, offsets are (x, y).
+    x = torch.randn(1, 5, 6, 4, dtype=torch.float64)
+    zeros_off = torch.zeros(1, 5, 6, 9 * 2, dtype=torch.float64)
+    for i, j in [(1, 1), (2, 1), (1, 0), (0, 2)]:
+        m = torch.zeros(1, 5, 6, 9, dtype=torch.float64)
+        m[..., i * 3 + j] = 1
+        out = dcnv3(x, zeros_off, m, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4, 1.0, 0,
+                    use_reference=use_reference)
+        want = torch.nn.functional.pad(x.permute(0, 3, 1, 2), (1, 1, 1, 1))
+        want = want[:, :, j:j + 5, i:i + 6].permute(0, 2, 3, 1)
+        torch.testing.assert_close(out, want)
+    # A learned offset of +1 in x on the centre point reads the right neighbour.
+    m = torch.zeros(1, 5, 6, 9, dtype=torch.float64)
+    m[..., 4] = 1
+    off = zeros_off.clone()
+    off[..., 2 * 4] = 1.0
+    out = dcnv3(x, off, m, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4, 1.0, 0, use_reference=use_reference)
+    torch.testing.assert_close(out[:, :, :5], x[:, :, 1:])
+    torch.testing.assert_close(out[:, :, 5], torch.zeros_like(out[:, :, 5]))
+
+
+@pytest.mark.parametrize('cfg', [CONFIGS[0], CONFIGS[2], CONFIGS[4]], ids=['k3', 'k3dil2rc', 'k5s2rc'])
+def test_gradcheck(cfg):
+    n, h, w, g, gc, k, s, p, d, scale, rc = cfg
+    x, off, m = make_inputs(min(n, 2), min(h, 5), min(w, 5), g, gc, k, s, p, d, rc,
+                            offset_range=1.5)
+    # Keep sampling locations off the integer grid, where bilinear sampling has kinks.
+    off = off + 0.123
+    inputs = [t.clone().requires_grad_() for t in (x, off, m)]
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: compiled(a, b, c, k, s, p, d, g, gc, scale, rc), inputs, eps=1e-6,
+        atol=1e-7)
+
+
+def test_backward_matches_reference():
+    n, h, w, g, gc, k, s, p, d, scale, rc = CONFIGS[4]
+    x, off, m = make_inputs(n, h, w, g, gc, k, s, p, d, rc, offset_range=3.0)
+    grads = []
+    for fn in (compiled, reference):
+        ins = [t.clone().requires_grad_() for t in (x, off, m)]
+        out = fn(*ins, k, s, p, d, g, gc, scale, rc)
+        out.backward(torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(out))
+        grads.append([t.grad for t in ins])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_backward_deterministic_across_thread_counts():
+    x, off, m = make_inputs(3, 8, 8, 4, 8, dtype=torch.float32, offset_range=4.0)
+    args = (3, 3, 1, 1, 1, 1, 1, 1, 4, 8, 1.0)
+    gout = torch.randn(3, 8, 8, 32)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for nt in (1, max(2, threads), 1):
+            torch.set_num_threads(nt)
+            results.append(torch.ops.ops_dcnv3.dcnv3_backward(x, off, m, gout, *args, 0))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_reduced_precision_vs_float64(dtype, tol):
+    # Inputs are rounded to `dtype` first so the comparison measures the kernel, not the rounding.
+    n, h, w, g, gc, k, s, p, d, scale, rc = CONFIGS[3]
+    x, off, m = (t.to(dtype) for t in make_inputs(n, h, w, g, gc, k, s, p, d, rc))
+    x64, off64, m64 = (t.double().requires_grad_() for t in (x, off, m))
+    ins = [t.clone().requires_grad_() for t in (x, off, m)]
+    out = compiled(*ins, k, s, p, d, g, gc, scale, rc)
+    want = compiled(x64, off64, m64, k, s, p, d, g, gc, scale, rc)
+    assert out.dtype == dtype
+    # Relative to the output's magnitude: tolerance `tol` (float32 1e-5, bfloat16 2e-2).
+    mag = want.abs().max().item()
+    torch.testing.assert_close(out.double(), want.detach(), rtol=0, atol=tol * mag)
+    gout = torch.randn(want.shape, dtype=torch.float64).to(dtype)
+    out.backward(gout)
+    want.backward(gout.double())
+    for got, ref in zip(ins, (x64, off64, m64)):
+        assert got.grad.dtype == dtype
+        mag = ref.grad.abs().max().item()
+        torch.testing.assert_close(got.grad.double(), ref.grad, rtol=0, atol=tol * mag)
+
+
+def test_non_contiguous_inputs():
+    x, off, m = make_inputs(2, 6, 7, 2, 3)
+    # Channels-first storage viewed as channels-last, and strided slices.
+    xs = x.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
+    offs = torch.cat([off, off], dim=-1)[..., ::2]
+    ms = m.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not (xs.is_contiguous() or offs.is_contiguous() or ms.is_contiguous())
+    offc = offs.contiguous()
+    want = compiled(x, offc, m, 3, 1, 1, 1, 2, 3, 1.0, 0)
+    torch.testing.assert_close(compiled(xs, offs, ms, 3, 1, 1, 1, 2, 3, 1.0, 0), want)
+    torch.testing.assert_close(reference(xs, offs, ms, 3, 1, 1, 1, 2, 3, 1.0, 0), want)
+
+
+def test_empty_batch_forward_and_backward():
+    x, off, m = (t.requires_grad_() for t in make_inputs(0, 5, 6, 2, 3))
+    out = compiled(x, off, m, 3, 1, 1, 1, 2, 3, 1.0, 0)
+    assert out.shape == (0, 5, 6, 6)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and off.grad.shape == off.shape and m.grad.shape == m.shape
+
+
+@pytest.mark.parametrize('value', [1e6, -1e6, 1e30, float('inf'), float('nan')])
+def test_far_out_of_image_offsets_sample_zeros(value):
+    x, off, m = (t.requires_grad_() for t in make_inputs(1, 5, 5, 2, 3))
+    far = torch.full_like(off, value).requires_grad_()
+    out = compiled(x, far, m, 3, 1, 1, 1, 2, 3, 1.0, 0)
+    assert torch.equal(out, torch.zeros_like(out))
+    out.backward(torch.ones_like(out))
+    for t in (x, far, m):
+        assert torch.equal(t.grad, torch.zeros_like(t.grad))
