@@ -58,7 +58,7 @@ def test_published_checkpoint_loads_and_logits_match_published_forward(tmp_path,
 
     model = MODELS.build(cfg).double().eval()
     load_checkpoint(model, str(path), map_location='cpu', strict=True)  # what `load_from` does
-    img = torch.randn(2, 3, 48, 48, dtype=torch.float64)
+    img = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         logits = model(img, mode='tensor')
         ref = classify(img, published, cfg['backbone'], num_heads=cfg['head'].get('num_heads', 16))
@@ -100,3 +100,9 @@ def test_classifier_init_cfg_pretrained_reads_published_file(tmp_path):
     model.init_weights()
     for k, v in src.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v, msg=k)
+
+
+def test_clip_head_rejects_sizes_not_divisible_by_32():
+    model = MODELS.build(TINY_CLIP).eval()
+    with pytest.raises(ValueError, match='divisible by 32'):
+        model(torch.randn(1, 3, 48, 48), mode='tensor')

@@ -166,6 +166,7 @@ class InternImageClipHead(ClsHead):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.in_channels = in_channels
+        self.upsample = upsample
         self.dcnv3_head_x4 = nn.Sequential(
             nn.Conv2d(in_channels, embed_dim * upsample ** 2, kernel_size=1),
             nn.PixelShuffle(upsample))
@@ -184,6 +185,9 @@ class InternImageClipHead(ClsHead):
         if x4.shape[1] != self.in_channels or x3.shape[1] != self.in_channels // 2:
             raise ValueError(f'feats[-2:] must have {self.in_channels // 2} and {self.in_channels} '
                              f'channels, got {x3.shape[1]} and {x4.shape[1]}')
+        if tuple(x3.shape[-2:]) != (x4.shape[-2] * self.upsample, x4.shape[-1] * self.upsample):
+            raise ValueError(f'level 2 ({tuple(x3.shape[-2:])}) must be {self.upsample}x level 3 '
+                             f'({tuple(x4.shape[-2:])}) in size: use input sides divisible by 32')
         x = self.dcnv3_head_x4(x4) + self.dcnv3_head_x3(x3)
         x = x.flatten(2).transpose(1, 2)
         return self.fc_norm(self.clip_projector(x))
