@@ -225,3 +225,23 @@ def test_init_cfg_pretrained_reports_missing_keys(tmp_path):
     assert missing and all(k.startswith('levels.3.') for k in missing)
     assert not unexpected
     assert any('missing keys' in m and 'levels.3.blocks.0.mlp.fc1.weight' in m for m in handler.messages)
+
+
+def test_with_cp_saves_less_for_backward():
+    """Checkpointed blocks keep only their inputs for backward, not every activation."""
+    def saved_bytes(with_cp: bool) -> int:
+        model = InternImage(core_op='DCNv3_pytorch', with_cp=with_cp, drop_path_rate=0.0,
+                            **TINY['t']).train()
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        x = torch.randn(2, 3, 64, 64, requires_grad=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x)
+        return total
+
+    assert saved_bytes(True) < 0.5 * saved_bytes(False)
