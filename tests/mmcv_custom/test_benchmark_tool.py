@@ -5,7 +5,10 @@ import importlib.util
 import os
 import re
 
+import pytest
 
+
+@pytest.mark.slow  # builds two full-size classifiers
 def test_benchmark_prints_both_models_and_ratio(capsys):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     spec = importlib.util.spec_from_file_location('benchmark', os.path.join(root, 'tools', 'benchmark.py'))
