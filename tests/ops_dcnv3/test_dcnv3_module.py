@@ -1,0 +1,203 @@
+"""DCNv3 module (published names and init, compiled vs reference path), torch.library integration,
+error messages."""
+import os
+import re
+
+import pytest
+import torch
+
+import ops_dcnv3
+from ops_dcnv3.functions import DCNv3Function, dcnv3_core_pytorch
+from ops_dcnv3.modules import DCNv3, DCNv3_pytorch
+
+from dcnv3_helpers import make_inputs
+
+pytestmark = pytest.mark.usefixtures('compiled_cpu')
+
+KEYS_TSV = os.path.join('/work/shared/spec/official_keys', 'internimage_{}_cls.tsv')
+
+
+def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
+    # Published init zeroes offset/mask projections; random weights exercise real deformations.
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(channels=16, group=2),
+    dict(channels=12, group=4, kernel_size=5, pad=2, offset_scale=2.0, remove_center=True),
+    dict(channels=16, group=2, dw_kernel_size=5, center_feature_scale=True, norm_layer='BN',
+         act_layer='ReLU'),
+], ids=['t-like', 'k5-rc-os2', 'cfs-dw5-bn'])
+@pytest.mark.filterwarnings('ignore:DCNv3. group_channels=3 is not a power of 2')
+def test_module_compiled_matches_reference_module(kwargs):
+    torch.manual_seed(0)
+    fast = DCNv3(**kwargs).double()
+    ref = DCNv3_pytorch(**kwargs).double()
+    _randomise(fast)
+    ref.load_state_dict(fast.state_dict())
+    fast.eval(), ref.eval()
+    x = torch.randn(2, 7, 6, kwargs['channels'], dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = fast(xa)
+    want = ref(xb)
+    torch.testing.assert_close(out, want, rtol=1e-10, atol=1e-10)
+    out.square().sum().backward()
+    want.square().sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-9, atol=1e-9)
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_one_module_class_and_reference_flag():
+    assert issubclass(DCNv3_pytorch, DCNv3)
+    assert DCNv3_pytorch.forward is DCNv3.forward
+    assert not DCNv3.use_reference and DCNv3_pytorch.use_reference
+
+
+@pytest.mark.parametrize('arch,channels,group,cfs,dw', [('t', 64, 4, False, 3), ('h', 320, 10, True, 5)])
+def test_state_dict_matches_published_keys(arch, channels, group, cfs, dw):
+    path = KEYS_TSV.format(arch)
+    if not os.path.exists(path):
+        pytest.skip(f'{path} not available')
+    prefix = 'levels.0.blocks.0.dcn.'
+    want = {}
+    with open(path) as f:
+        for line in f:
+            key, shape = line.rstrip('\n').split('\t')
+            if key.startswith(prefix):
+                want[key[len(prefix):]] = tuple(int(v) for v in re.findall(r'\d+', shape))
+    module = DCNv3(channels=channels, group=group, dw_kernel_size=dw, center_feature_scale=cfs)
+    got = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    assert got == want
+
+
+def test_published_init():
+    module = DCNv3(channels=16, group=2, center_feature_scale=True)
+    for name in ('offset', 'mask'):
+        assert torch.count_nonzero(getattr(module, name).weight) == 0
+        assert torch.count_nonzero(getattr(module, name).bias) == 0
+    for name in ('input_proj', 'output_proj'):
+        weight = getattr(module, name).weight
+        bound = (6 / (weight.shape[0] + weight.shape[1])) ** 0.5  # xavier_uniform
+        assert weight.abs().max() <= bound and weight.std() > bound / 4
+        assert torch.count_nonzero(getattr(module, name).bias) == 0
+    assert torch.count_nonzero(module.center_feature_scale_proj_weight) == 0
+    assert torch.count_nonzero(module.center_feature_scale_proj_bias) == 0
+    # Zero offsets + uniform softmax mask: the op is a 3x3 box average of input_proj(x).
+    x = torch.randn(1, 5, 5, 16)
+    with torch.no_grad():
+        module.output_proj.weight.copy_(torch.eye(16))
+        module.center_feature_scale_proj_bias.fill_(-1e4)  # gate off
+        out = module(x)
+        proj = module.input_proj(x).permute(0, 3, 1, 2)
+        box = torch.nn.functional.avg_pool2d(proj, 3, 1, 1, count_include_pad=True)
+    torch.testing.assert_close(out, box.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_module_validation():
+    with pytest.raises(ValueError, match='divisible by group'):
+        DCNv3(channels=10, group=4)
+    with pytest.raises(ValueError, match='odd kernel_size'):
+        DCNv3(channels=8, group=2, kernel_size=4, remove_center=True)
+    with pytest.warns(UserWarning, match='power of 2'):
+        DCNv3(channels=12, group=2)
+
+
+def test_registered_in_mmengine_models():
+    from mmengine.registry import MODELS
+    assert MODELS.get('DCNv3') is DCNv3
+    assert MODELS.get('DCNv3_pytorch') is DCNv3_pytorch
+    module = MODELS.build(dict(type='DCNv3', channels=8, group=2))
+    assert isinstance(module, DCNv3)
+
+
+def test_compiled_devices():
+    assert 'cpu' in ops_dcnv3.compiled_devices()
+    assert set(ops_dcnv3.compiled_devices()) <= {'cpu', 'cuda'}
+    assert ('cuda' in ops_dcnv3.compiled_devices()) == torch._C._dispatch_has_kernel_for_dispatch_key(
+        'ops_dcnv3::dcnv3_forward', 'CUDA')
+
+
+def test_missing_kernel_fails_when_used_with_clear_message():
+    x, off, m = (t.to('meta') for t in make_inputs(1, 5, 5, 2, 3))
+    with pytest.raises(RuntimeError, match="no 'meta' kernel"):
+        DCNv3Function.apply(x, off, m, 3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 256, 0)
+
+
+def test_opcheck():
+    x, off, m = make_inputs(2, 5, 6, 2, 3, dtype=torch.float32)
+    for requires_grad in (False, True):
+        args = ([t.clone().requires_grad_(requires_grad) for t in (x, off, m)]
+                + [3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 0])
+        torch.library.opcheck(torch.ops.ops_dcnv3.dcnv3_forward.default, args)
+    gout = torch.randn(2, 5, 6, 6)
+    torch.library.opcheck(torch.ops.ops_dcnv3.dcnv3_backward.default,
+                          [x, off, m, gout, 3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 0])
+
+
+@pytest.mark.parametrize('backend', ['aot_eager', pytest.param('inductor', marks=pytest.mark.slow)])
+def test_torch_compile_fullgraph(backend):
+    torch.manual_seed(0)
+    module = DCNv3(channels=16, group=2)
+    _randomise(module)
+    compiled = torch.compile(module, fullgraph=True, backend=backend)
+    x = torch.randn(2, 6, 6, 16, requires_grad=True)
+    out = compiled(x)
+    out.sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    want = module(x)
+    want.sum().backward()
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, x.grad, rtol=1e-5, atol=1e-5)
+
+
+# --- error messages --------------------------------------------------------------------------------
+
+def _call(x, off, m, k=3, s=1, p=1, d=1, g=2, gc=3, rc=0, reference=False):
+    fn = dcnv3_core_pytorch if reference else (
+        lambda *a: DCNv3Function.apply(*a[:-1], 256, a[-1]))
+    return fn(x, off, m, k, k, s, s, p, p, d, d, g, gc, 1.0, rc)
+
+
+@pytest.mark.parametrize('reference', [False, True])
+@pytest.mark.parametrize('case,error,pattern', [
+    ('rank', ValueError, r'input must be a 4-D channels-last tensor'),
+    ('channels', ValueError, r'input must have group\*group_channels = 2\*3 = 6 channels'),
+    ('offset_shape', ValueError, r'offset must have shape \(N, Ho, Wo, group\*P\*2\) = \(1, 5, 5, 36\)'),
+    ('mask_shape', ValueError, r'mask must have shape \(N, Ho, Wo, group\*P\) = \(1, 5, 5, 18\)'),
+    ('dtype', TypeError, r'offset must have the dtype of input \(torch.float64\), got torch.float32'),
+    ('device', ValueError, r'mask must be on the device of input \(cpu\), got meta'),
+    ('even_remove_center', ValueError, r'remove_center needs an odd kernel'),
+    ('stride', ValueError, r'stride_h must be a positive integer, got 0'),
+    ('dilation', ValueError, r'dilation_h must be a positive integer, got -1'),
+    ('int_dtype', TypeError, r'input must be float32, float64, float16 or bfloat16'),
+])
+def test_error_messages(case, error, pattern, reference):
+    x, off, m = make_inputs(1, 5, 5, 2, 3)
+    kw = {}
+    if case == 'rank':
+        x = x[0]
+    elif case == 'channels':
+        x = torch.cat([x, x[..., :1]], -1)
+    elif case == 'offset_shape':
+        off = off[..., :-2]
+    elif case == 'mask_shape':
+        m = m[:, :4]
+    elif case == 'dtype':
+        off = off.float()
+    elif case == 'device':
+        m = m.to('meta')
+    elif case == 'even_remove_center':
+        kw = dict(k=4, rc=1)
+    elif case == 'stride':
+        kw = dict(s=0)
+    elif case == 'dilation':
+        kw = dict(d=-1)
+    elif case == 'int_dtype':
+        x, off, m = (t.long() for t in (x, off, m))
+    with pytest.raises(error, match=pattern):
+        _call(x, off, m, reference=reference, **kw)
