@@ -450,6 +450,7 @@ class InternImage(BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads a published (or mmengine)
             checkpoint: weights under ``model``/``state_dict`` or at the top level, with optional
             ``module.``/``backbone.`` prefixes; other keys (classification head) are reported, not loaded.
+        in_channels: Image channels (3; e.g. 4 for RGB-D inputs).
         pretrained: Checkpoint path, shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=...)``
             (what mmseg's ``EncoderDecoder(pretrained=...)`` hands to its backbone).
     """
@@ -480,6 +481,7 @@ class InternImage(BaseModule):
             frozen_stages: int = -1,
             init_cfg: dict | None = None,
             pretrained: str | None = None,
+            in_channels: int = 3,
     ):
         if pretrained is not None:  # mmseg's EncoderDecoder passes its `pretrained` down
             if init_cfg is not None:
@@ -514,7 +516,8 @@ class InternImage(BaseModule):
         self.out_channels = [int(channels * 2 ** i) for i in out_indices]
         op = get_core_op(core_op)
 
-        self.patch_embed = StemLayer(3, channels, act_layer=act_layer, norm_layer=norm_layer)
+        self.in_channels = in_channels
+        self.patch_embed = StemLayer(in_channels, channels, act_layer=act_layer, norm_layer=norm_layer)
         self.pos_drop = nn.Dropout(p=drop_rate)
 
         if drop_path_type == 'uniform':
@@ -590,9 +593,9 @@ class InternImage(BaseModule):
 
     def forward_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Channels-last outputs (N, H, W, C) of every level, before its downsample."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f'x must be an image batch of shape (N, 3, H, W), got {shape}')
+            raise ValueError(f'x must be an image batch of shape (N, {self.in_channels}, H, W), got {shape}')
         if not x.is_floating_point():
             raise TypeError(f'x must be a floating point tensor, got dtype {x.dtype}')
         x = self.pos_drop(self.patch_embed(x))
