@@ -36,11 +36,12 @@ def test_dcnv3_sampling_term_follows_paper_formula():
 @pytest.mark.parametrize('size,res,paper', [('t', 224, 5), ('s', 224, 8), ('b', 224, 16),
                                             ('l', 384, 108), ('xl', 384, 163)])
 def test_classifier_flops_within_5_percent_of_paper(size, res, paper):
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
 
     from mmpretrain_custom.models import internimage_cls_model
 
-    with torch.device('meta'):  # shapes only
+    with torch.device('meta'), DefaultScope.overwrite_default_scope('mmpretrain'):  # shapes only
         model = MODELS.build(internimage_cls_model(size, core_op='DCNv3_pytorch')).eval()
         x = torch.zeros(1, 3, res, res)
     total, _ = count_flops(model, lambda: model(x, mode='tensor'))

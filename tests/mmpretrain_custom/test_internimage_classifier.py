@@ -7,7 +7,8 @@ import sys
 
 import pytest
 import torch
-from mmpretrain.registry import MODELS
+from mmengine.registry import DefaultScope
+from mmpretrain.registry import MODELS as _MODELS
 
 import mmpretrain_custom  # noqa: F401
 from mmpretrain_custom.models import internimage_cls_model
@@ -15,6 +16,16 @@ from mmpretrain_custom.models import internimage_cls_model
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'mmcv_custom'))
 from published_reference import classify  # noqa: E402
 from test_internimage import published_keys, randomize  # noqa: E402
+
+
+class MODELS:  # noqa: N801
+    """mmpretrain's registry under its own scope, whatever default scope earlier tests left."""
+
+    @staticmethod
+    def build(cfg):
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            return _MODELS.build(cfg)
+
 
 # Published parameter counts with the ImageNet head (millions, 2 decimals).
 CLS_PARAMS = dict(t=29.92, s=50.08, b=97.46, l=223.33, xl=334.82, h=1089.64, g=3076.37)
