@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/macros/Macros.h>
 
 #include <cstdint>
 
@@ -16,9 +17,9 @@ struct Geometry {
   double offset_scale;
   bool remove_center;
   // Centre of the dilated kernel, c = dilation*(k-1)//2: the regular grid is scaled around it.
-  int64_t center_x() const { return dilation_w * (kernel_w - 1) / 2; }
-  int64_t center_y() const { return dilation_h * (kernel_h - 1) / 2; }
-  int64_t channels() const { return group * group_channels; }
+  C10_HOST_DEVICE int64_t center_x() const { return dilation_w * (kernel_w - 1) / 2; }
+  C10_HOST_DEVICE int64_t center_y() const { return dilation_h * (kernel_h - 1) / 2; }
+  C10_HOST_DEVICE int64_t channels() const { return group * group_channels; }
 };
 
 // Validates shapes/dtypes/devices (the Python wrapper gives friendlier errors first; these guard the
