@@ -144,14 +144,16 @@ def main(argv=None):
     print(f'device {args.device} ({torch.get_num_threads()} threads), batch {args.batch}, '
           f'shape {_hw(args)}, dtype {args.dtype}, core_op {core}, warmup {args.warmup}, iters {args.iters}')
     times = benchmark([e[2] for e in entries], x, args.warmup, args.iters, sync)
-    medians = []
+    medians, mins = [], []
     for (name, _, _), t in zip(entries, times):
+        mins.append(min(t))
         med = statistics.median(t)
         medians.append(med)
         print(f'{name:28s} latency {med * 1e3:9.1f} ms/batch (min {min(t) * 1e3:.1f})  '
               f'{args.batch / med:8.2f} images/s')
     if len(medians) == 2:
-        print(f'ratio {entries[0][0]} / {entries[1][0]} latency: {medians[0] / medians[1]:.2f}x')
+        print(f'ratio {entries[0][0]} / {entries[1][0]} latency: {medians[0] / medians[1]:.2f}x '
+              f'(of minima {mins[0] / mins[1]:.2f}x, less sensitive to load from other processes)')
     return medians
 
 
