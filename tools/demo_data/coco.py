@@ -47,7 +47,8 @@ def _render(rng: np.random.Generator, size: int, classes, max_objects: int):
                               max_radius=size * 0.22, max_overlap=0.0)
     instances = []
     for p in placements:
-        poly = shape_polygon(classes[p.label], p.cx, p.cy, p.radius, p.angle)
+        # rounded as written to the json, so that the painted pixels are the annotated ones
+        poly = np.round(shape_polygon(classes[p.label], p.cx, p.cy, p.radius, p.angle), 2)
         covered = polygon_mask(poly, size, size)
         color = contrasting_color(rng, img[covered], min_distance=110.0)
         mask = fill_polygon(img, poly, color, rng=rng)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -27,9 +28,6 @@ __all__ = [
 
 # Shapes whose outlines differ clearly even when small; the order is the class order.
 SHAPES: tuple[str, ...] = ('circle', 'triangle', 'square', 'star', 'hexagon', 'cross')
-
-# cv2 draws with integer vertices; SHIFT fractional bits keep sub-pixel precision.
-_SHIFT = 4
 
 
 def make_rng(seed: int, *salt: int) -> np.random.Generator:
@@ -123,16 +121,21 @@ def place_shapes(rng: np.random.Generator, height: int, width: int, num: int,
     return placed
 
 
-def _int_points(poly: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(poly, dtype=np.float64) * (1 << _SHIFT)).astype(np.int32)
-
-
 def polygon_mask(poly: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Boolean (height, width) mask of the pixels whose centres the polygon covers."""
-    mask = np.zeros((height, width), dtype=np.uint8)
-    # Pixel (i, j) has its centre at (j + 0.5, i + 0.5) in polygon coordinates.
-    cv2.fillPoly(mask, [_int_points(np.asarray(poly) - 0.5)], 1, lineType=cv2.LINE_8, shift=_SHIFT)
-    return mask.astype(bool)
+    """Boolean (height, width) mask of the polygon, rasterised by pycocotools.
+
+    The same pixels as ``COCO.annToMask`` gives for the polygon as a COCO segmentation, so the
+    painted shapes and their COCO annotations agree exactly.
+    """
+    from pycocotools import mask as mask_utils
+
+    flat = np.asarray(poly, dtype=np.float64).reshape(-1).tolist()
+    if len(flat) < 6:
+        raise ValueError(f'poly must have at least 3 (x, y) vertices, got {len(flat) // 2}')
+    with warnings.catch_warnings():  # pycocotools 2.0 vs numpy 2 `copy=` deprecation notice
+        warnings.simplefilter('ignore', DeprecationWarning)
+        rle = mask_utils.frPyObjects([flat], height, width)
+        return mask_utils.decode(rle)[:, :, 0].astype(bool)
 
 
 def fill_polygon(img: np.ndarray, poly: np.ndarray, color, shade: bool = True,

@@ -1,0 +1,91 @@
+"""The synthetic COCO-format demo dataset: deterministic, valid for pycocotools, exact masks."""
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import os.path as osp
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from tools import make_demo_data  # noqa: E402
+from tools.demo_data import coco as demo_coco  # noqa: E402
+from tools.demo_data.common import SHAPES, make_rng, place_shapes, polygon_mask, shape_polygon  # noqa: E402,I001
+from tools.train import check_coco_annotations  # noqa: E402
+
+
+def _tree(root: str) -> list[str]:
+    return sorted(osp.relpath(osp.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def test_same_seed_same_files_other_seed_other_images(tmp_path):
+    a, b, c = (str(tmp_path / n) for n in 'abc')
+    for out, seed in ((a, 0), (b, 0), (c, 1)):
+        demo_coco.generate(out, seed=seed, num_train=4, num_val=2, image_size=96)
+    assert _tree(a) == _tree(b) == _tree(c)
+    assert all(filecmp.cmp(osp.join(a, f), osp.join(b, f), shallow=False) for f in _tree(a))
+    assert not filecmp.cmp(osp.join(a, 'train', '000000.png'), osp.join(c, 'train', '000000.png'),
+                           shallow=False)
+
+
+def test_annotations_match_the_pixels(tmp_path):
+    out = str(tmp_path / 'demo')
+    files = demo_coco.generate(out, seed=3, num_train=6, num_val=2, image_size=128)
+    for split, ann_file in files.items():
+        check_coco_annotations(ann_file, osp.join(out, split))  # the tools' own validation
+        coco = COCO(ann_file)
+        assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(demo_coco.CLASSES)
+        for img_id in coco.getImgIds():
+            info = coco.loadImgs(img_id)[0]
+            image = cv2.imread(osp.join(out, split, info['file_name']))
+            assert image.shape == (info['height'], info['width'], 3)
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id))
+            assert 1 <= len(anns) <= 4
+            union = np.zeros(image.shape[:2], dtype=int)
+            for ann in anns:
+                m = coco.annToMask(ann).astype(bool)
+                union += m
+                # COCO's own rasterisation of the polygon is exactly the painted area
+                assert int(m.sum()) == ann['area']
+                x, y, w, h = ann['bbox']
+                ys, xs = np.nonzero(m)
+                assert x - 1 <= xs.min() and xs.max() <= x + w + 1
+                assert y - 1 <= ys.min() and ys.max() <= y + h + 1
+                rle = mask_utils.frPyObjects(ann['segmentation'], info['height'], info['width'])
+                assert mask_utils.area(mask_utils.merge(rle)) > 0
+            assert union.max() <= 1  # instances do not overlap: polygons are the visible masks
+
+
+@pytest.mark.parametrize('kind', SHAPES)
+def test_shape_masks_have_the_expected_area(kind):
+    poly = shape_polygon(kind, 50.0, 50.0, 30.0, angle=0.3)
+    x, y = poly[:, 0], poly[:, 1]
+    shoelace = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+    mask = polygon_mask(poly, 100, 100)
+    assert mask.sum() == pytest.approx(shoelace, rel=0.05)
+
+
+def test_placements_stay_inside_and_apart():
+    rng = make_rng(0)
+    for _ in range(20):
+        ps = place_shapes(rng, 128, 128, 4, 3, 10, 28, max_overlap=0.0)
+        for i, p in enumerate(ps):
+            assert p.radius <= p.cx <= 128 - p.radius and p.radius <= p.cy <= 128 - p.radius
+            for q in ps[i + 1:]:
+                assert np.hypot(p.cx - q.cx, p.cy - q.cy) >= p.radius + q.radius - 1e-9
+
+
+def test_make_demo_data_det(tmp_path):
+    assert make_demo_data.main(['--task', 'det', '--out', str(tmp_path)]) == 0
+    with open(tmp_path / 'demo_coco' / 'annotations' / 'instances_val.json') as f:
+        coco = json.load(f)
+    assert len(coco['images']) == 80 and len(coco['annotations']) > 80
+    assert len(os.listdir(tmp_path / 'demo_coco' / 'train')) == 400
