@@ -66,4 +66,6 @@ PY
 fi
 
 "$PY" -m pip install --no-deps --force-reinstall -q "$wheel_dir"/mmcv-*.whl
+# and whatever of its dependencies (opencv, addict, yapf, ...) is not there yet
+"$PY" -m pip install -q "$wheel_dir"/mmcv-*.whl
 verify

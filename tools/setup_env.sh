@@ -38,19 +38,20 @@ if [ "$(cat "$deps_stamp" 2>/dev/null)" != "$deps_key" ]; then
     log "installing ${TORCH_SPEC:-$torch_pin} ${vision_pin}"
     pipq install -q "${TORCH_SPEC:-$torch_pin}" "$vision_pin"
   fi
-  # mmcv: built once from source and cached outside the work tree (see the script).
-  bash tools/build_mmcv_wheel.sh "$PY"
   log "installing the OpenMMLab stack and test tools"
-  # torch, torchvision and mmcv are already in place; keep pip from replacing them.
+  # torch and torchvision are already in place; keep pip from replacing them.
   constraints=$(mktemp)
   "$PY" - > "$constraints" <<'PY'
 import importlib.metadata as m
-for name in ('torch', 'torchvision', 'mmcv'):
+for name in ('torch', 'torchvision'):
     print(f'{name}=={m.version(name)}')
 PY
   grep -vE '^(torch|torchvision|mmcv)==' requirements.txt > "$constraints.req"
   pipq install -q -c "$constraints" -r "$constraints.req" -r requirements-dev.txt
   rm -f "$constraints" "$constraints.req"
+  # mmcv: built once from source and cached outside the work tree (see the script). mmdet, mmseg and
+  # mmpretrain do not declare it as a pip dependency, so installing them above did not pull it in.
+  bash tools/build_mmcv_wheel.sh "$PY"
   echo "$deps_key" > "$deps_stamp"
   rm -f "$ext_stamp"
   log "dependencies ready in $((SECONDS - start)) s"
