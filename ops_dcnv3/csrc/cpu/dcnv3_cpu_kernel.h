@@ -69,6 +69,7 @@ inline void gather_block(const scalar_t* const* ptrs, const opmath_t* wts, int64
     const scalar_t* v2 = ptrs[4 * t + 2] + c0;
     const scalar_t* v3 = ptrs[4 * t + 3] + c0;
     const opmath_t w0 = wts[4 * t], w1 = wts[4 * t + 1], w2 = wts[4 * t + 2], w3 = wts[4 * t + 3];
+#pragma omp simd
     for (int64_t d = 0; d < n; ++d) {
       acc[d] += w0 * opmath_t(v0[d]) + w1 * opmath_t(v1[d]) + w2 * opmath_t(v2[d]) +
                 w3 * opmath_t(v3[d]);
@@ -127,18 +128,23 @@ void forward_kernel(const scalar_t* __restrict input, const scalar_t* __restrict
 }
 
 // For one tap set and a block of channels: s[q] += <go, v_q>, grad_v_q += coef_q * m * go.
+// `omp simd` (not a parallel region: -fopenmp is on anyway) asserts the rows don't alias, keeps GCC
+// from fully unrolling the short fixed-length loop into scalar code before vectorising it, and lets
+// the dot product reduce in vector lanes (a fixed order, so results stay deterministic).
 template <int LEN, typename scalar_t, typename opmath_t>
 inline void scatter_block(const scalar_t* const* v, opmath_t* const* gv, const opmath_t* wq,
                           const opmath_t* go, int64_t c0, int64_t len, opmath_t* s) {
   const int64_t n = LEN > 0 ? LEN : len;
+  const opmath_t* g = go + c0;
   for (int q = 0; q < 4; ++q) {
     const scalar_t* vq = v[q] + c0;
     opmath_t* gq = gv[q] + c0;
     const opmath_t w = wq[q];
     opmath_t sq = 0;
+#pragma omp simd reduction(+ : sq)
     for (int64_t d = 0; d < n; ++d) {
-      sq += go[c0 + d] * opmath_t(vq[d]);
-      gq[d] += w * go[c0 + d];
+      sq += g[d] * opmath_t(vq[d]);
+      gq[d] += w * g[d];
     }
     s[q] += sq;
   }
