@@ -6,7 +6,7 @@ API-compatible with the published ``ops_dcnv3`` package: :class:`ops_dcnv3.funct
 ``ops_dcnv3::dcnv3_forward`` / ``dcnv3_backward`` torch.library operators loaded from ``ops_dcnv3._C``;
 importing this package never fails because they are missing, using them does.
 """
+from . import functions, modules
 from ._loader import compiled_devices, load_error
-from . import functions, modules  # noqa: E402  (functions needs the loader first)
 
 __all__ = ['compiled_devices', 'load_error', 'functions', 'modules']

@@ -10,6 +10,7 @@ relative to a measured memcpy bandwidth.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -95,7 +96,7 @@ def main() -> None:
             tensors = make_case(args.batch, size, channels, groups, dtype, device, backward)
             grad = torch.randn(tensors[0].shape, dtype=dtype, device=device) if backward else None
             runs = {
-                ref: (lambda ref=ref: run_op(tensors, groups, ref, backward, grad))
+                ref: functools.partial(run_op, tensors, groups, ref, backward, grad)
                 for ref in (False, True)
             }
             times = {False: [], True: []}

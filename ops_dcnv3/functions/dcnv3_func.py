@@ -97,8 +97,8 @@ def dcnv3_core_pytorch(input: torch.Tensor, offset: torch.Tensor, mask: torch.Te
                                       pad_h, pad_w, dilation_h, dilation_w, group,
                                       group_channels, remove_center)
     n, h, w, c = input.shape
-    if n == 0:
-        return input.new_zeros(0, ho, wo, c) + (offset.sum() + mask.sum()) * 0
+    if n == 0:  # grid_sample rejects empty batches; stay connected to the graph for autograd
+        return input.new_zeros(0, ho, wo, c) + (input.sum() + offset.sum() + mask.sum()) * 0
     dev, dt = input.device, input.dtype
     # Regular kernel grid, points ordered x-major: p = i*kernel_h + j.
     tx = _kernel_taps(kernel_w, dilation_w, dev, dt)[:, None].expand(kernel_w, kernel_h).reshape(-1)

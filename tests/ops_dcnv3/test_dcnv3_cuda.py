@@ -7,11 +7,10 @@ import sys
 
 import pytest
 import torch
+from dcnv3_helpers import make_inputs
 
 import ops_dcnv3
 from ops_dcnv3.functions import DCNv3Function, dcnv3_core_pytorch
-
-from dcnv3_helpers import make_inputs
 
 
 @pytest.mark.slow

@@ -5,12 +5,11 @@ import re
 
 import pytest
 import torch
+from dcnv3_helpers import make_inputs
 
 import ops_dcnv3
 from ops_dcnv3.functions import DCNv3Function, dcnv3_core_pytorch
 from ops_dcnv3.modules import DCNv3, DCNv3_pytorch
-
-from dcnv3_helpers import make_inputs
 
 pytestmark = pytest.mark.usefixtures('compiled_cpu')
 
@@ -49,6 +48,18 @@ def test_module_compiled_matches_reference_module(kwargs):
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-9, atol=1e-9)
     for (name, p), q in zip(fast.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_module_cpu_autocast_bfloat16():
+    torch.manual_seed(0)
+    module = DCNv3(channels=32, group=2)
+    _randomise(module)
+    x = torch.randn(2, 6, 7, 32)
+    want = module(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = module(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), want, rtol=0, atol=5e-2 * want.abs().max().item())
 
 
 def test_one_module_class_and_reference_flag():

@@ -4,10 +4,9 @@ import math
 
 import pytest
 import torch
+from dcnv3_helpers import make_inputs, out_size
 
 from ops_dcnv3.functions import DCNv3Function, dcnv3, dcnv3_core_pytorch
-
-from dcnv3_helpers import make_inputs, out_size
 
 pytestmark = pytest.mark.usefixtures('compiled_cpu')
 
@@ -197,9 +196,10 @@ def test_non_contiguous_inputs():
     torch.testing.assert_close(reference(xs, offs, ms, 3, 1, 1, 1, 2, 3, 1.0, 0), want)
 
 
-def test_empty_batch_forward_and_backward():
+@pytest.mark.parametrize('fn', [compiled, reference], ids=['compiled', 'reference'])
+def test_empty_batch_forward_and_backward(fn):
     x, off, m = (t.requires_grad_() for t in make_inputs(0, 5, 6, 2, 3))
-    out = compiled(x, off, m, 3, 1, 1, 1, 2, 3, 1.0, 0)
+    out = fn(x, off, m, 3, 1, 1, 1, 2, 3, 1.0, 0)
     assert out.shape == (0, 5, 6, 6)
     out.sum().backward()
     assert x.grad.shape == x.shape and off.grad.shape == off.shape and m.grad.shape == m.shape
