@@ -65,6 +65,9 @@ def segment(args) -> None:
     from mmseg.apis import inference_model, init_model, show_result_pyplot
 
     model = init_model(args.config, args.checkpoint, device=args.device)
+    # inference has no label map: drop every annotation loader (mmseg only removes its own)
+    model.cfg.test_pipeline = [t for t in model.cfg.test_pipeline
+                               if 'Annotations' not in t['type']]
     result = inference_model(model, args.image)
     show_result_pyplot(model, args.image, result, show=False, opacity=args.opacity,
                        out_file=args.out_file, draw_gt=False)
