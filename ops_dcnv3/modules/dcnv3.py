@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import _loader
 from ..functions.dcnv3_func import dcnv3
 
 __all__ = ['DCNv3', 'DCNv3_pytorch']
@@ -103,6 +104,10 @@ class DCNv3(nn.Module):
             # Kept from the published module: power-of-two group widths vectorise best.
             warnings.warn(f'DCNv3: group_channels={group_channels} is not a power of 2, which is '
                           'slower in the compiled kernels', stacklevel=2)
+        if not self.use_reference and not _loader.is_loaded():
+            # Said once here rather than per call: the module still works, on the slow reference.
+            warnings.warn(f'DCNv3: {_loader.missing_kernel_message("cpu")} Falling back to the '
+                          'grid_sample reference.', stacklevel=2)
         dw_kernel_size = dw_kernel_size if dw_kernel_size is not None else kernel_size
         self.channels = channels
         self.kernel_size = kernel_size

@@ -138,6 +138,39 @@ def test_missing_kernel_fails_when_used_with_clear_message():
         DCNv3Function.apply(x, off, m, 3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 256, 0)
 
 
+def test_without_compiled_library():
+    # `sys.modules[name] = None` makes importing the extension fail as a missing/broken build would:
+    # import works, the op fails when used with a message naming the fix, and the module warns and
+    # falls back to the reference.
+    import subprocess
+    import sys
+    script = (
+        'import sys, warnings, torch\n'
+        'sys.modules["ops_dcnv3._C"] = None\n'
+        'import ops_dcnv3\n'
+        'from ops_dcnv3.functions import DCNv3Function\n'
+        'from ops_dcnv3.modules import DCNv3\n'
+        'assert ops_dcnv3.compiled_devices() == [], ops_dcnv3.compiled_devices()\n'
+        'x = torch.randn(1, 5, 5, 8)\n'
+        'try:\n'
+        '    DCNv3Function.apply(x, torch.zeros(1, 5, 5, 36), torch.zeros(1, 5, 5, 18), 3, 3, 1, 1,'
+        ' 1, 1, 1, 1, 2, 4, 1.0, 256, 0)\n'
+        'except RuntimeError as e:\n'
+        '    print("ERR", e)\n'
+        'with warnings.catch_warnings(record=True) as w:\n'
+        '    warnings.simplefilter("always")\n'
+        '    m = DCNv3(8, group=2)\n'
+        'print("WARN", [str(i.message) for i in w])\n'
+        'print("OUT", tuple(m(x).shape))\n')
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert 'ERR ops_dcnv3: the compiled extension ops_dcnv3._C could not be loaded' in out
+    assert 'pip install --no-build-isolation -e .' in out
+    assert 'Falling back to the grid_sample reference' in out
+    assert 'OUT (1, 5, 5, 8)' in out
+
+
 def test_opcheck():
     x, off, m = make_inputs(2, 5, 6, 2, 3, dtype=torch.float32)
     for requires_grad in (False, True):
