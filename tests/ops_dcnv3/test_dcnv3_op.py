@@ -214,3 +214,45 @@ def test_far_out_of_image_offsets_sample_zeros(value):
     out.backward(torch.ones_like(out))
     for t in (x, far, m):
         assert torch.equal(t.grad, torch.zeros_like(t.grad))
+
+
+def published_formulation(x, off, mask, k, s, p, d, group, gc, scale, rc):
+    """The published reference's construction, restated: zero-pad the input, build normalised
+    reference points (linspace from c + 0.5) and a normalised dilation grid, add offsets divided by
+    the padded size, grid_sample with align_corners=False. Square kernel/stride/pad/dilation only."""
+    import torch.nn.functional as F
+    x = F.pad(x, [0, 0, p, p, p, p])
+    n, hp, wp, _ = x.shape
+    _, ho, wo, _ = off.shape
+    c = (d * (k - 1)) // 2
+    ys = torch.linspace(c + 0.5, c + 0.5 + (ho - 1) * s, ho, dtype=x.dtype)
+    xs = torch.linspace(c + 0.5, c + 0.5 + (wo - 1) * s, wo, dtype=x.dtype)
+    ry, rx = torch.meshgrid(ys, xs, indexing='ij')
+    ref = torch.stack((rx / wp, ry / hp), -1).reshape(1, ho, wo, 1, 2)
+    taps = torch.linspace(-c, -c + (k - 1) * d, k, dtype=x.dtype)
+    gx, gy = torch.meshgrid(taps, taps, indexing='ij')  # x-major point order
+    grid = torch.stack((gx / wp, gy / hp), -1).reshape(-1, 1, 2).repeat(1, group, 1).permute(1, 0, 2)
+    grid = grid.reshape(1, 1, 1, group * k * k, 2)
+    loc = (ref + grid * scale).repeat(n, 1, 1, 1, 1)
+    if rc:
+        centre = (k * k - 1) // 2
+        keep = [i for i in range(group * k * k) if (i - centre) % (k * k) != 0]
+        loc = loc[:, :, :, keep]
+    points = k * k - rc
+    norm = torch.tensor([wp, hp], dtype=x.dtype).repeat(group * points)
+    loc = loc.flatten(3, 4) + off * scale / norm
+    grids = (2 * loc - 1).view(n, ho * wo, group, points, 2).transpose(1, 2).flatten(0, 1)
+    value = x.view(n, hp * wp, group * gc).transpose(1, 2).reshape(n * group, gc, hp, wp)
+    sampled = F.grid_sample(value, grids, mode='bilinear', padding_mode='zeros', align_corners=False)
+    m = mask.view(n, ho * wo, group, points).transpose(1, 2).reshape(n * group, 1, ho * wo, points)
+    out = (sampled * m).sum(-1).view(n, group * gc, ho * wo)
+    return out.transpose(1, 2).reshape(n, ho, wo, -1)
+
+
+@pytest.mark.parametrize('cfg', [c for c in CONFIGS if c[0] > 0], ids=lambda c: 'k{5}s{6}p{7}dil{8}os{9}rc{10}'.format(*c))
+def test_matches_published_reference_formulation(cfg):
+    n, h, w, g, gc, k, s, p, d, scale, rc = cfg
+    x, off, m = make_inputs(n, h, w, g, gc, k, s, p, d, rc)
+    want = published_formulation(x, off, m, k, s, p, d, g, gc, scale, rc)
+    torch.testing.assert_close(compiled(x, off, m, k, s, p, d, g, gc, scale, rc), want,
+                               rtol=1e-12, atol=1e-12)
