@@ -167,8 +167,12 @@ def test_test_tool_and_image_demo_on_a_checkpoint(tmp_path, tiny_data):
     _run([sys.executable, osp.join(TOOLS, 'train.py'), cfg, '--work-dir', str(work_dir)])
     ckpt = str(work_dir / 'epoch_1.pth')
 
+    # one epoch on 8 images hardly detects anything: keep every RoI so that there are
+    # predictions to evaluate and draw
+    cfg_all = write_config(tmp_path / 'cfg_all.py', tiny_data, max_epochs=1,
+                           extra='model = dict(test_cfg=dict(rcnn=dict(score_thr=0.0)))\n')
     out, show_dir = tmp_path / 'preds.pkl', tmp_path / 'vis'
-    proc = _run([sys.executable, osp.join(TOOLS, 'test.py'), cfg, ckpt,
+    proc = _run([sys.executable, osp.join(TOOLS, 'test.py'), cfg_all, ckpt,
                  '--work-dir', str(tmp_path / 'test'), '--out', str(out),
                  '--show-dir', str(show_dir)])
     log = proc.stdout + proc.stderr
@@ -182,10 +186,6 @@ def test_test_tool_and_image_demo_on_a_checkpoint(tmp_path, tiny_data):
     assert {'bboxes', 'scores', 'labels', 'masks'} <= preds[0]['pred_instances'].keys()
     assert len(list(show_dir.glob('*.png'))) == 4
 
-    # one epoch on 8 images hardly detects anything: keep every RoI so that there is something
-    # to draw
-    cfg_all = write_config(tmp_path / 'cfg_all.py', tiny_data, max_epochs=1,
-                           extra='model = dict(test_cfg=dict(rcnn=dict(score_thr=0.0)))\n')
     image = osp.join(tiny_data, 'val', '000000.png')
     drawn = tmp_path / 'drawn.png'
     proc = _run([sys.executable, osp.join(TOOLS, 'image_demo.py'), image, cfg_all, ckpt,
