@@ -83,6 +83,7 @@ def test_placements_stay_inside_and_apart():
                 assert np.hypot(p.cx - q.cx, p.cy - q.cy) >= p.radius + q.radius - 1e-9
 
 
+@pytest.mark.slow
 def test_make_demo_data_det(tmp_path):
     assert make_demo_data.main(['--task', 'det', '--out', str(tmp_path)]) == 0
     with open(tmp_path / 'demo_coco' / 'annotations' / 'instances_val.json') as f:
