@@ -51,7 +51,7 @@ def make_extensions():
     extra = dict(
         include_dirs=[os.path.join(HERE, CSRC)],
         extra_link_args=['-fopenmp'],
-        py_limited_api=True,
+        py_limited_api=True,  # torch then defines Py_LIMITED_API itself
     )
     if cuda_sources and _want_cuda(torch):
         if not os.environ.get('TORCH_CUDA_ARCH_LIST') and not torch.cuda.is_available():
@@ -59,12 +59,11 @@ def make_extensions():
             os.environ['TORCH_CUDA_ARCH_LIST'] = '8.0;9.0'
         return [CUDAExtension(
             'ops_dcnv3._C', sources + cuda_sources,
-            define_macros=[('WITH_CUDA', None), ('Py_LIMITED_API', '0x03090000')],
+            define_macros=[('WITH_CUDA', None)],
             extra_compile_args={'cxx': cxx_args, 'nvcc': ['-O3', cxx_std]},
             **extra)]
     return [CppExtension(
         'ops_dcnv3._C', sources,
-        define_macros=[('Py_LIMITED_API', '0x03090000')],
         extra_compile_args={'cxx': cxx_args},
         **extra)]
 
