@@ -48,7 +48,7 @@ def make_sample(rng: np.random.Generator, size: int, max_shapes: int = 4
     label = np.ones((size, size), dtype=np.uint8)  # PNG value 1 = background
     num = int(rng.integers(1, max_shapes + 1))
     placements = place_shapes(rng, size, size, num, len(SHAPE_CLASSES),
-                              min_radius=size * 0.1, max_radius=size * 0.22)
+                              min_radius=size * 0.12, max_radius=size * 0.25)
     for p in placements:
         poly = shape_polygon(SHAPE_CLASSES[p.label], p.cx, p.cy, p.radius, p.angle)
         under = img[polygon_mask(poly, size, size)]
@@ -63,7 +63,7 @@ def make_sample(rng: np.random.Generator, size: int, max_shapes: int = 4
     return img, label
 
 
-def generate(out_dir: str, seed: int = 0, num_train: int = 240, num_val: int = 48,
+def generate(out_dir: str, seed: int = 0, num_train: int = 1000, num_val: int = 50,
              size: int = 128, max_shapes: int = 4) -> dict:
     """Write the dataset under ``out_dir``; the same arguments always give the same files.
 
