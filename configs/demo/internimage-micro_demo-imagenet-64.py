@@ -1,8 +1,8 @@
-# The embedded classification demo: the real InternImage-T ImageNet recipe (published head,
-# AdamW with the Swin/timm settings, label smoothing, RandAugment, Mixup/CutMix, random erasing,
-# EMA) on the synthetic ImageNet-layout shapes of `tools/make_demo_data.py --task cls`, shrunk to
-# run on two CPU cores: 64x64 images, a narrow and shallow backbone trained from scratch, a short
-# schedule. `make demo-cls` trains and evaluates it.
+# The embedded classification demo: the InternImage-T ImageNet recipe (published head, AdamW with
+# the Swin/timm settings, label smoothing, EMA) on the synthetic ImageNet-layout shapes of
+# `tools/make_demo_data.py --task cls`, shrunk to run on two CPU cores: 64x64 images, a narrow
+# and shallow backbone trained from scratch, light augmentation, a short schedule.
+# `make demo-cls` trains and evaluates it.
 _base_ = '../imagenet/internimage-t_8xb128_in1k-224.py'
 
 data_root = 'data/demo_imagenet'
@@ -17,25 +17,18 @@ model = dict(
     backbone=dict(channels=_channels, depths=[1, 1, 2, 1], groups=[1, 2, 4, 8],
                   drop_path_rate=0.0),
     head=dict(num_classes=num_classes, in_channels=_channels * 8),
+    train_cfg=dict(_delete_=True),
     init_cfg=None)
 data_preprocessor = dict(num_classes=num_classes)
 
-bgr_mean = [103.53, 116.28, 123.675]
-bgr_std = [57.375, 57.12, 58.395]
+# Light augmentation: a tiny model trained from scratch for minutes does not learn the shapes
+# through Mixup/CutMix, RandAugment and random erasing (it stays at chance), so the demo keeps only
+# the random resized crop (at least half the image) and the flip of the recipe.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, backend='pillow', interpolation='bicubic'),
+    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.5, 1.0), backend='pillow',
+         interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='RandAugment',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
-        hparams=dict(pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
-    dict(type='RandomErasing', erase_prob=0.25, mode='rand', min_area_ratio=0.02,
-         max_area_ratio=1 / 3, fill_color=bgr_mean, fill_std=bgr_std),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
@@ -53,7 +46,7 @@ train_dataloader = dict(
     persistent_workers=False,
     dataset=dict(**_dataset, split='train', pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=25,
+    batch_size=50,
     num_workers=0,
     persistent_workers=False,
     dataset=dict(**_dataset, split='val', pipeline=test_pipeline))
@@ -63,7 +56,7 @@ test_evaluator = val_evaluator
 
 # Schedule: from scratch at a higher lr, warm-up and cosine over a few epochs, evaluated at the
 # end; the EMA horizon (1 / momentum iterations) shrinks with the schedule.
-max_epochs = 30
+max_epochs = 40
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=2, convert_to_iter_based=True),

@@ -35,8 +35,9 @@ _SPLITS = {'train': 1, 'val': 2}  # salts for the per-image random generators
 
 def make_sample(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     """A (size, size, 3) RGB image with one shape of class ``label``."""
-    img = textured_background(rng, size, size)
-    radius = float(rng.uniform(0.22, 0.38)) * size
+    # Half-contrast texture: the outline, not the background's stripes, should carry the label.
+    img = (textured_background(rng, size, size) * 0.5 + 64).astype(np.uint8)
+    radius = float(rng.uniform(0.28, 0.42)) * size
     cx, cy = (float(rng.uniform(radius + 1, size - radius - 1)) for _ in range(2))
     poly = shape_polygon(CLASSES[label], cx, cy, radius, float(rng.uniform(0, 2 * np.pi)))
     color = contrasting_color(rng, img[polygon_mask(poly, size, size)])
@@ -44,8 +45,8 @@ def make_sample(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     return img
 
 
-def generate(out_dir: str, seed: int = 0, num_train_per_class: int = 80,
-             num_val_per_class: int = 25, size: int = 64) -> dict:
+def generate(out_dir: str, seed: int = 0, num_train_per_class: int = 200,
+             num_val_per_class: int = 50, size: int = 64) -> dict:
     """Write the dataset under ``out_dir``; the same arguments always give the same files.
 
     Args:
