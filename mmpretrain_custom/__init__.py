@@ -5,4 +5,5 @@ Configs use ``custom_imports = dict(imports=['mmpretrain_custom'], allow_failed_
 """
 import mmcv_custom  # noqa: F401  (safe checkpoint loading, layer-decay constructor)
 
+from . import engine  # noqa: F401  (EMA hook that reads published checkpoints)
 from .models import *  # noqa: F401,F403
