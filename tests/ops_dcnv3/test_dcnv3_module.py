@@ -62,6 +62,22 @@ def test_module_cpu_autocast_bfloat16():
     torch.testing.assert_close(out.float(), want, rtol=0, atol=5e-2 * want.abs().max().item())
 
 
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32, torch.bfloat16])
+def test_point_softmax_matches_softmax(dtype):
+    from ops_dcnv3.modules.dcnv3 import point_softmax
+    logits = (torch.randn(3, 4, 5, 2, 9, dtype=torch.float64) * 20).to(dtype)
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    out = point_softmax(a)
+    want = torch.softmax(b.double(), -1)
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(out.double(), want, rtol=0, atol=tol)
+    gout = torch.randn(out.shape, dtype=torch.float64)
+    out.backward(gout.to(out.dtype))
+    want.backward(gout)
+    torch.testing.assert_close(a.grad.double(), b.grad.double(), rtol=0,
+                               atol=1e-10 if dtype == torch.float64 else 2e-2)
+
+
 def test_one_module_class_and_reference_flag():
     assert issubclass(DCNv3_pytorch, DCNv3)
     assert DCNv3_pytorch.forward is DCNv3.forward
