@@ -3,12 +3,9 @@ training through tools/dist_train.sh whose checkpoint tools/test.py evaluates wi
 Accuracy."""
 from __future__ import annotations
 
-import glob
 import os
 import pickle
 import re
-import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -18,15 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 CONFIG = os.path.join(ROOT, 'configs', 'demo', 'internimage-micro_demo-imagenet-64.py')
 
+from demo_helpers import demo_cfg_options, free_port, read_tree, run_tool  # noqa: E402
+
 from tools.demo_data import imagenet  # noqa: E402
-
-
-def _files(root: str) -> dict[str, bytes]:
-    out = {}
-    for path in sorted(glob.glob(os.path.join(root, '**', '*.*'), recursive=True)):
-        with open(path, 'rb') as f:
-            out[os.path.relpath(path, root)] = f.read()
-    return out
 
 
 def test_generate_is_deterministic_and_imagenet_shaped(tmp_path):
@@ -34,7 +25,7 @@ def test_generate_is_deterministic_and_imagenet_shaped(tmp_path):
     info = imagenet.generate(str(a), seed=1, num_train_per_class=3, num_val_per_class=2)
     imagenet.generate(str(b), seed=1, num_train_per_class=3, num_val_per_class=2)
     imagenet.generate(str(c), seed=2, num_train_per_class=3, num_val_per_class=2)
-    assert _files(str(a)) == _files(str(b)) != _files(str(c))
+    assert read_tree(str(a)) == read_tree(str(b)) != read_tree(str(c))
     k = len(imagenet.CLASSES)
     assert info == {'classes': imagenet.CLASSES, 'train': 3 * k, 'val': 2 * k}
     for split, n in (('train', 3), ('val', 2)):
@@ -46,9 +37,6 @@ def test_generate_is_deterministic_and_imagenet_shaped(tmp_path):
             assert (a / split / rel).is_file()
 
 
-def _demo_cfg_options(data_root: str) -> list[str]:
-    return [f'{loader}.dataset.data_root={data_root}'
-            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
 
 
 def test_demo_config_reads_generated_data(tmp_path):
@@ -60,7 +48,7 @@ def test_demo_config_reads_generated_data(tmp_path):
 
     imagenet.generate(str(tmp_path), num_train_per_class=2, num_val_per_class=1)
     cfg = Config.fromfile(CONFIG)
-    cfg.merge_from_dict(dict(x.split('=') for x in _demo_cfg_options(str(tmp_path))))
+    cfg.merge_from_dict(dict(x.split('=') for x in demo_cfg_options(str(tmp_path))))
     init_default_scope('mmpretrain')
     train = DATASETS.build(cfg.train_dataloader.dataset)
     val = DATASETS.build(cfg.test_dataloader.dataset)
@@ -72,18 +60,8 @@ def test_demo_config_reads_generated_data(tmp_path):
     assert tuple(val[0]['inputs'].shape) == (3, 64, 64)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
-def _run(cmd: list[str], timeout: int = 900, **env) -> str:
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, 'OMP_NUM_THREADS': '1', **env})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
 
 
 @pytest.mark.slow
@@ -91,15 +69,15 @@ def test_demo_trains_with_dist_train_and_test_prints_accuracy(tmp_path):
     data = tmp_path / 'data'
     imagenet.generate(str(data), num_train_per_class=4, num_val_per_class=3)
     work = tmp_path / 'work'
-    opts = _demo_cfg_options(str(data))
-    _run(['bash', 'tools/dist_train.sh', CONFIG, '1', '--work-dir', str(work), '--cfg-options',
+    opts = demo_cfg_options(str(data))
+    run_tool(['bash', 'tools/dist_train.sh', CONFIG, '1', '--work-dir', str(work), '--cfg-options',
           *opts, 'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
-          'default_hooks.checkpoint.interval=2'], PORT=str(_free_port()))
+          'default_hooks.checkpoint.interval=2'], PORT=str(free_port()))
     ckpt = work / 'epoch_2.pth'
     assert ckpt.is_file()
 
     dump = tmp_path / 'preds.pkl'
-    out = _run([sys.executable, 'tools/test.py', CONFIG, str(ckpt), '--work-dir',
+    out = run_tool([sys.executable, 'tools/test.py', CONFIG, str(ckpt), '--work-dir',
                 str(tmp_path / 'test'), '--out', str(dump), '--cfg-options', *opts])
     printed = re.findall(r'accuracy/top1: ([0-9.]+)', out)
     assert printed, out[-3000:]
@@ -119,6 +97,6 @@ def test_demo_trains_with_dist_train_and_test_prints_accuracy(tmp_path):
     torch.save(dict(model=saved['state_dict']), published)
     assert all(k.startswith(('patch_embed.', 'levels.', 'conv_head.', 'head.'))
                for k in saved['state_dict'])
-    out = _run([sys.executable, 'tools/test.py', CONFIG, str(published), '--work-dir',
+    out = run_tool([sys.executable, 'tools/test.py', CONFIG, str(published), '--work-dir',
                 str(tmp_path / 'test_published'), '--cfg-options', *opts])
     assert re.findall(r'accuracy/top1: ([0-9.]+)', out)[-1] == printed[-1]

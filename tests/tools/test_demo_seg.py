@@ -5,8 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import socket
-import subprocess
 import sys
 
 import cv2
@@ -17,15 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 CONFIG = os.path.join(ROOT, 'configs', 'demo', 'upernet_internimage-micro_demo-ade20k-128x128.py')
 
+from demo_helpers import demo_cfg_options, free_port, read_tree, run_tool  # noqa: E402
+
 from tools.demo_data import ade20k  # noqa: E402
-
-
-def _files(root: str) -> dict[str, bytes]:
-    out = {}
-    for path in sorted(glob.glob(os.path.join(root, '**', '*.*'), recursive=True)):
-        with open(path, 'rb') as f:
-            out[os.path.relpath(path, root)] = f.read()
-    return out
 
 
 def test_generate_is_deterministic_and_ade20k_shaped(tmp_path):
@@ -33,9 +25,9 @@ def test_generate_is_deterministic_and_ade20k_shaped(tmp_path):
     info = ade20k.generate(str(a), seed=3, num_train=5, num_val=2, size=64)
     ade20k.generate(str(b), seed=3, num_train=5, num_val=2, size=64)
     ade20k.generate(str(c), seed=4, num_train=5, num_val=2, size=64)
-    fa = _files(str(a))
-    assert fa == _files(str(b))
-    assert fa != _files(str(c))
+    fa = read_tree(str(a))
+    assert fa == read_tree(str(b))
+    assert fa != read_tree(str(c))
     assert info['training'] == 5 and info['validation'] == 2
     for split, n in (('training', 5), ('validation', 2)):
         images = sorted(glob.glob(str(a / 'images' / split / '*.jpg')))
@@ -51,9 +43,6 @@ def test_generate_is_deterministic_and_ade20k_shaped(tmp_path):
             assert {0, 1} <= values and max(values) >= 2
 
 
-def _demo_cfg_options(data_root: str) -> list[str]:
-    return [f'{loader}.dataset.data_root={data_root}'
-            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
 
 
 def test_demo_config_reads_generated_data_with_ignore_index(tmp_path):
@@ -65,7 +54,7 @@ def test_demo_config_reads_generated_data_with_ignore_index(tmp_path):
 
     ade20k.generate(str(tmp_path), num_train=3, num_val=2)
     cfg = Config.fromfile(CONFIG)
-    cfg.merge_from_dict(dict(x.split('=') for x in _demo_cfg_options(str(tmp_path))))
+    cfg.merge_from_dict(dict(x.split('=') for x in demo_cfg_options(str(tmp_path))))
     init_default_scope('mmseg')
     train = DATASETS.build(cfg.train_dataloader.dataset)
     val = DATASETS.build(cfg.test_dataloader.dataset)
@@ -91,7 +80,7 @@ def test_demo_data_with_out_of_range_label_fails_naming_the_file(tmp_path):
     label[5, 5] = len(ade20k.CLASSES) + 1  # one past the last class
     cv2.imwrite(str(bad), label)
     cfg = Config.fromfile(CONFIG)
-    cfg.merge_from_dict(dict(x.split('=') for x in _demo_cfg_options(str(tmp_path))))
+    cfg.merge_from_dict(dict(x.split('=') for x in demo_cfg_options(str(tmp_path))))
     init_default_scope('mmseg')
     train = DATASETS.build(cfg.train_dataloader.dataset)
     train[0]
@@ -99,21 +88,11 @@ def test_demo_data_with_out_of_range_label_fails_naming_the_file(tmp_path):
         train[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
-def _run(cmd: list[str], timeout: int = 900, **env) -> str:
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, 'OMP_NUM_THREADS': '1', **env})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
 
 
-def _miou_from_files(pred_dir: str, gt_dir: str, num_classes: int) -> float:
+def _miou_fromread_tree(pred_dir: str, gt_dir: str, num_classes: int) -> float:
     """mIoU (%) over the classes present in ground truth or prediction, ignoring PNG value 0."""
     inter = np.zeros(num_classes)
     union = np.zeros(num_classes)
@@ -139,26 +118,26 @@ def test_demo_trains_with_dist_train_and_test_prints_iou_metric(tmp_path):
     data = tmp_path / 'data'
     ade20k.generate(str(data), num_train=8, num_val=3)
     work = tmp_path / 'work'
-    opts = _demo_cfg_options(str(data))
-    _run(['bash', 'tools/dist_train.sh', CONFIG, '1', '--work-dir', str(work), '--cfg-options',
+    opts = demo_cfg_options(str(data))
+    run_tool(['bash', 'tools/dist_train.sh', CONFIG, '1', '--work-dir', str(work), '--cfg-options',
           *opts, 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
-          'default_hooks.checkpoint.interval=3'], PORT=str(_free_port()))
+          'default_hooks.checkpoint.interval=3'], PORT=str(free_port()))
     ckpt = work / 'iter_3.pth'
     assert ckpt.is_file()
 
     preds = tmp_path / 'preds'
-    out = _run([sys.executable, 'tools/test.py', CONFIG, str(ckpt), '--work-dir',
+    out = run_tool([sys.executable, 'tools/test.py', CONFIG, str(ckpt), '--work-dir',
                 str(tmp_path / 'test'), '--out', str(preds), '--cfg-options', *opts])
     printed = re.findall(r'mIoU: ([0-9.]+)', out)
     assert printed, out[-3000:]
     # The printed mIoU is IoUMetric's on the predictions the model made (dumped as PNGs).
-    expected = _miou_from_files(str(preds), str(data / 'annotations' / 'validation'),
+    expected = _miou_fromread_tree(str(preds), str(data / 'annotations' / 'validation'),
                                 len(ade20k.CLASSES))
     assert float(printed[-1]) == pytest.approx(expected, abs=0.006)
     assert 'background' in out and 'cross' in out  # the per-class table
 
     # Multi-scale + flip testing runs through the config's tta_model / tta_pipeline.
-    out = _run([sys.executable, 'tools/test.py', CONFIG, str(ckpt), '--tta', '--work-dir',
+    out = run_tool([sys.executable, 'tools/test.py', CONFIG, str(ckpt), '--tta', '--work-dir',
                 str(tmp_path / 'tta'), '--cfg-options', *opts])
     tta = re.findall(r'mIoU: ([0-9.]+)', out)
     assert tta and 0.0 <= float(tta[-1]) <= 100.0
