@@ -12,6 +12,8 @@ The config's ``default_scope`` picks the task:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os.path as osp
 import sys
 
@@ -86,7 +88,10 @@ def classify(args) -> None:
 
     inferencer = ImageClassificationInferencer(args.config, pretrained=args.checkpoint,
                                                device=args.device)
-    sample = inferencer(args.image, return_datasamples=True)[0]
+    # mmpretrain draws a progress bar without ending its line, which would swallow the first
+    # result line when stdout is not a terminal; for one image the bar says nothing anyway.
+    with contextlib.redirect_stdout(io.StringIO()):
+        sample = inferencer(args.image, return_datasamples=True)[0]
     scores = sample.pred_score.cpu()
     classes = inferencer.classes or [str(i) for i in range(len(scores))]
     top = scores.topk(min(args.topk, len(scores)))
