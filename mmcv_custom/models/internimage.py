@@ -22,6 +22,13 @@ import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
+from ops_dcnv3.modules.dcnv3 import (
+    build_act_layer,
+    build_norm_layer,
+    to_channels_first,
+    to_channels_last,
+)
+
 from ..checkpoint import load_backbone_state_dict
 
 __all__ = [
@@ -53,70 +60,12 @@ ARCHS: dict[str, dict] = {
 }
 
 
-class ToChannelsFirst(nn.Module):
-    """(N, H, W, C) -> (N, C, H, W)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 3, 1, 2)
-
-
-class ToChannelsLast(nn.Module):
-    """(N, C, H, W) -> (N, H, W, C)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1)
-
-
-def build_norm(
-        dim: int,
-        norm_layer: str = 'LN',
-        in_format: str = 'channels_last',
-        out_format: str = 'channels_last',
-        eps: float = 1e-6,
-) -> nn.Sequential:
-    """Norm layer with the permutes its input/output layouts need.
-
-    The permutes are kept as (parameter-free) entries of the ``nn.Sequential`` because the published
-    checkpoints index the norm by its position in it (``norm1.1.weight`` after a permute, ``norm1.0``
-    without one).
-
-    Args:
-        dim: Number of channels.
-        norm_layer: ``'LN'`` (LayerNorm over channels) or ``'BN'`` (BatchNorm2d).
-        in_format: Layout of the input, ``'channels_last'`` or ``'channels_first'``.
-        out_format: Layout of the output.
-        eps: LayerNorm epsilon.
-    """
-    for name, fmt in (('in_format', in_format), ('out_format', out_format)):
-        if fmt not in ('channels_last', 'channels_first'):
-            raise ValueError(f"{name} must be 'channels_last' or 'channels_first', got {fmt!r}")
-    layers = []
-    if norm_layer == 'BN':
-        if in_format == 'channels_last':
-            layers.append(ToChannelsFirst())
-        layers.append(nn.BatchNorm2d(dim))
-        if out_format == 'channels_last':
-            layers.append(ToChannelsLast())
-    elif norm_layer == 'LN':
-        if in_format == 'channels_first':
-            layers.append(ToChannelsLast())
-        layers.append(nn.LayerNorm(dim, eps=eps))
-        if out_format == 'channels_first':
-            layers.append(ToChannelsFirst())
-    else:
-        raise ValueError(f"norm_layer must be 'LN' or 'BN', got {norm_layer!r}")
-    return nn.Sequential(*layers)
-
-
-def build_act(act_layer: str = 'GELU') -> nn.Module:
-    """Activation by name: ``'GELU'``, ``'ReLU'`` or ``'SiLU'``."""
-    if act_layer == 'GELU':
-        return nn.GELU()
-    if act_layer == 'ReLU':
-        return nn.ReLU(inplace=True)
-    if act_layer == 'SiLU':
-        return nn.SiLU(inplace=True)
-    raise ValueError(f"act_layer must be 'GELU', 'ReLU' or 'SiLU', got {act_layer!r}")
+# The permute wrappers, norm and activation builders are the operator package's, so that the DCNv3
+# module and the backbone build their norms one way (the published keys depend on that layout).
+ToChannelsFirst = to_channels_first
+ToChannelsLast = to_channels_last
+build_norm = build_norm_layer
+build_act = build_act_layer
 
 
 class DropPath(nn.Module):
@@ -548,7 +497,7 @@ class InternImage(BaseModule):
                 remove_center=remove_center,
             ))
 
-        self.apply(_init_weights)
+        self.apply(init_linear_and_norm)
         # DCNv3 initialises its own projections (zero offsets/masks, xavier projections); redo that
         # after the generic Linear init above overwrote it.
         for m in self.modules():
@@ -611,7 +560,7 @@ class InternImage(BaseModule):
         return [outs[i].permute(0, 3, 1, 2).contiguous() for i in self.out_indices]
 
 
-def _init_weights(m: nn.Module) -> None:
+def init_linear_and_norm(m: nn.Module) -> None:
     """Truncated-normal Linear weights, zero biases, unit LayerNorms (as published)."""
     if isinstance(m, nn.Linear):
         nn.init.trunc_normal_(m.weight, std=0.02)

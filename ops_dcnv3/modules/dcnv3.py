@@ -35,6 +35,9 @@ class to_channels_last(nn.Module):  # noqa: N801  (published name)
 def build_norm_layer(dim: int, norm_layer: str, in_format: str = 'channels_last',
                      out_format: str = 'channels_last', eps: float = 1e-6) -> nn.Sequential:
     """Norm wrapped with the permutes its layout needs (parameter-free, so keys are ``.1.weight``)."""
+    for name, fmt in (('in_format', in_format), ('out_format', out_format)):
+        if fmt not in ('channels_last', 'channels_first'):
+            raise ValueError(f"{name} must be 'channels_last' or 'channels_first', got {fmt!r}")
     layers: list[nn.Module] = []
     if norm_layer == 'BN':
         if in_format == 'channels_last':

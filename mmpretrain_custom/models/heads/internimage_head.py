@@ -14,19 +14,10 @@ import torch.nn.functional as F
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
 
-from mmcv_custom.models.internimage import build_act, build_norm
+from mmcv_custom.models.internimage import build_act, build_norm, init_linear_and_norm
 
 __all__ = ['CrossAttention', 'AttentionPoolingBlock', 'InternImageClsHead', 'InternImageClipHead']
 
-
-def _init_head(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 class CrossAttention(nn.Module):
@@ -130,7 +121,7 @@ class InternImageClsHead(ClsHead):
             build_act(act_layer))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(_init_head)
+        self.apply(init_linear_and_norm)
 
     def pre_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         x = feats[-1]
@@ -175,7 +166,7 @@ class InternImageClipHead(ClsHead):
                                                     norm_layer=norm_layer, out_dim=clip_embed_dim)
         self.fc_norm = build_norm(clip_embed_dim, norm_layer)
         self.head = nn.Linear(clip_embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(_init_head)
+        self.apply(init_linear_and_norm)
 
     def pre_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(feats) < 2:
