@@ -31,3 +31,4 @@ def pytest_collection_modifyitems(config, items):
 def repo_root() -> str:
     """Absolute path of the repository root."""
     return ROOT
+

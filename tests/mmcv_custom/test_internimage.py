@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 
 import pytest
 import torch
+from official_keys import published_keys
 from published_reference import backbone_levels
 
 from mmcv_custom.models.internimage import ARCHS, InternImage
 
-SPEC = '/work/shared/spec/official_keys'
 HEAD_ROOTS = ('conv_head.', 'head.', 'dcnv3_head_x4.', 'dcnv3_head_x3.', 'clip_projector.', 'fc_norm.')
 # Published backbone-only parameter counts (millions, 2 decimals).
 BACKBONE_PARAMS = dict(t=28.75, s=48.50, b=94.91, l=218.95, xl=328.97, h=1073.12, g=3052.78)
@@ -29,15 +28,6 @@ TINY = {
               level2_post_norm=True, level2_post_norm_block_ids=[1, 2], center_feature_scale=True),
     'ls_pre': dict(channels=16, depths=[1, 1, 1, 1], groups=[2, 4, 8, 16], layer_scale=0.5),
 }
-
-
-def published_keys(size: str) -> dict[str, tuple]:
-    out = {}
-    with open(os.path.join(SPEC, f'internimage_{size}_cls.tsv')) as f:
-        for line in f.read().splitlines():
-            key, shape = line.split('\t')
-            out[key] = tuple(int(s) for s in shape.strip('()').split(',') if s.strip())
-    return out
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> None:
