@@ -12,6 +12,7 @@ from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join('ops_dcnv3', 'csrc')
+DEFAULT_CUDA_ARCH_LIST = '8.0;9.0+PTX'
 
 
 def _cuda_home_default() -> None:
@@ -55,8 +56,10 @@ def make_extensions():
     )
     if cuda_sources and _want_cuda(torch):
         if not os.environ.get('TORCH_CUDA_ARCH_LIST') and not torch.cuda.is_available():
-            # No GPU to detect the architecture from: build for the data-centre GPUs by default.
-            os.environ['TORCH_CUDA_ARCH_LIST'] = '8.0;9.0'
+            # No GPU to detect the architecture from: machine code for the data-centre GPUs (A100,
+            # H100) plus PTX of the newest, which the driver JIT-compiles on any later or other GPU
+            # instead of failing with "no kernel image is available".
+            os.environ['TORCH_CUDA_ARCH_LIST'] = DEFAULT_CUDA_ARCH_LIST
         return [CUDAExtension(
             'ops_dcnv3._C', sources + cuda_sources,
             define_macros=[('WITH_CUDA', None)],

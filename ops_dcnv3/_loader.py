@@ -39,10 +39,14 @@ def compiled_devices() -> list[str]:
 
 
 def missing_kernel_message(device_type: str) -> str:
+    """Why the compiled op cannot run on ``device_type``, the rebuild command, and the alternative."""
+    alternative = ("or choose the slow grid_sample reference explicitly: core_op='DCNv3_pytorch' in "
+                   'the InternImage config (the DCNv3_pytorch module, dcnv3_core_pytorch).')
     if _LOAD_ERROR is not None:
         return ('ops_dcnv3: the compiled extension ops_dcnv3._C could not be loaded '
                 f'({_LOAD_ERROR}); build it with `pip install --no-build-isolation -e .` in the '
-                'repository root, or use the reference path (DCNv3_pytorch / dcnv3_core_pytorch).')
+                f'repository root (`make setup` does it), {alternative}')
     return (f'ops_dcnv3: the compiled extension has no {device_type!r} kernel (built for '
-            f'{compiled_devices()}); rebuild it on a machine with the CUDA toolkit (FORCE_CUDA=1 '
-            'builds the CUDA kernels without a GPU), or use the reference path (DCNv3_pytorch).')
+            f'{compiled_devices()}); rebuild it with the CUDA toolkit: `FORCE_CUDA=1 pip install '
+            '--no-build-isolation -e .` in the repository root (FORCE_CUDA=1 builds the CUDA kernels '
+            f'even where no GPU is visible), {alternative}')

@@ -72,6 +72,17 @@ TORCH_LIBRARY(ops_dcnv3, m) {
       "int kernel_w, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, "
       "int dilation_w, int group, int group_channels, float offset_scale, int remove_center) "
       "-> (Tensor, Tensor, Tensor)");
+  // The CUDA kernels' per-element arithmetic run on the host (a CPU-only test path, same arguments).
+  m.def(
+      "dcnv3_device_math_forward(Tensor input, Tensor offset, Tensor mask, int kernel_h, "
+      "int kernel_w, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, "
+      "int dilation_w, int group, int group_channels, float offset_scale, int remove_center) "
+      "-> Tensor");
+  m.def(
+      "dcnv3_device_math_backward(Tensor input, Tensor offset, Tensor mask, Tensor grad_output, "
+      "int kernel_h, int kernel_w, int stride_h, int stride_w, int pad_h, int pad_w, "
+      "int dilation_h, int dilation_w, int group, int group_channels, float offset_scale, "
+      "int remove_center) -> (Tensor, Tensor, Tensor)");
 }
 
 extern "C" {

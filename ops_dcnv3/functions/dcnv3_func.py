@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .. import _loader
 
-__all__ = ['DCNv3Function', 'dcnv3', 'dcnv3_core_pytorch', 'check_dcnv3_args']
+__all__ = ['DCNv3Function', 'dcnv3', 'dcnv3_core_pytorch', 'dcnv3_device_math', 'check_dcnv3_args']
 
 # Kernels are registered when ops_dcnv3._C is imported and never change afterwards; a frozen set keeps
 # the compiled-vs-reference choice cheap and traceable by torch.compile.
@@ -138,16 +138,43 @@ def dcnv3(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_
           stride_h: int, stride_w: int, pad_h: int, pad_w: int, dilation_h: int, dilation_w: int,
           group: int, group_channels: int, offset_scale: float, remove_center: int = 0,
           use_reference: bool = False) -> torch.Tensor:
-    """DCNv3 sampling on the compiled kernel for the input's device, else on the reference.
+    """DCNv3 sampling on the compiled kernel for the input's device.
 
-    This is the one place where compiled and reference paths are chosen; ``use_reference`` forces the
-    ``grid_sample`` reference (what :class:`~ops_dcnv3.modules.DCNv3_pytorch` does).
+    This is the one place where compiled and reference paths are chosen. The ``grid_sample``
+    reference runs only when asked for (``use_reference``, which is what
+    :class:`~ops_dcnv3.modules.DCNv3_pytorch` does) or on the ``meta`` device, where nothing is
+    computed. A device without a compiled kernel (a CUDA tensor on a CPU-only build, or no build at
+    all) raises a RuntimeError naming the rebuild command, never silently falls back to the much
+    slower and more memory-hungry reference.
     """
     args = (input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
             dilation_w, group, group_channels, offset_scale, remove_center)
-    if not use_reference and input.device.type in _COMPILED_DEVICES:
-        return _dcnv3_compiled(*args)
-    return dcnv3_core_pytorch(*args)
+    if use_reference or input.device.type == 'meta':
+        return dcnv3_core_pytorch(*args)
+    return _dcnv3_compiled(*args)
+
+
+def dcnv3_device_math(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_h: int,
+                      kernel_w: int, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
+                      dilation_h: int, dilation_w: int, group: int, group_channels: int,
+                      offset_scale: float, remove_center: int = 0) -> torch.Tensor:
+    """The CUDA kernels' arithmetic, executed on the CPU (a test path; differentiable).
+
+    Runs the per-element forward and backward functions that the CUDA kernels call per thread
+    (``csrc/dcnv3_element.h``) over every element on the host, with a plain add in place of
+    ``atomicAdd``, so that the CUDA math is tested without a GPU. Same arguments as
+    :func:`dcnv3_core_pytorch`; CPU tensors only. Slow: use :func:`dcnv3` for real work.
+    """
+    check_dcnv3_args(input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                     dilation_h, dilation_w, group, group_channels, remove_center)
+    if input.device.type != 'cpu':
+        raise ValueError('dcnv3_device_math: input must be a CPU tensor (it runs the CUDA kernels\' '
+                         f'arithmetic on the host), got device {input.device}')
+    if not _loader.is_loaded():
+        raise RuntimeError(_loader.missing_kernel_message('cpu'))
+    return torch.ops.ops_dcnv3.dcnv3_device_math_forward(
+        input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
+        dilation_w, group, group_channels, float(offset_scale), int(bool(remove_center)))
 
 
 class DCNv3Function:
@@ -171,7 +198,6 @@ class DCNv3Function:
 def _register_python_parts() -> None:
     """Fake (meta) kernels, autograd and autocast for the compiled operators."""
 
-    @torch.library.register_fake('ops_dcnv3::dcnv3_forward')
     def _forward_fake(input, offset, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
                       dilation_h, dilation_w, group, group_channels, offset_scale, remove_center):
         n, h, w, c = input.shape
@@ -179,7 +205,6 @@ def _register_python_parts() -> None:
         wo = _out_size(w, kernel_w, stride_w, pad_w, dilation_w)
         return input.new_empty(n, ho, wo, c)
 
-    @torch.library.register_fake('ops_dcnv3::dcnv3_backward')
     def _backward_fake(input, offset, mask, grad_output, kernel_h, kernel_w, stride_h, stride_w,
                        pad_h, pad_w, dilation_h, dilation_w, group, group_channels, offset_scale,
                        remove_center):
@@ -191,14 +216,21 @@ def _register_python_parts() -> None:
         ctx.save_for_backward(*inputs[:3])
         ctx.params = inputs[3:]
 
-    def _backward(ctx, grad_output):
-        input, offset, mask = ctx.saved_tensors
-        grad_input, grad_offset, grad_mask = torch.ops.ops_dcnv3.dcnv3_backward(
-            input, offset, mask, grad_output, *ctx.params)
-        return (grad_input, grad_offset, grad_mask) + (None,) * len(ctx.params)
+    def _make_backward(backward_op):
+        def _backward(ctx, grad_output):
+            input, offset, mask = ctx.saved_tensors
+            grads = backward_op(input, offset, mask, grad_output, *ctx.params)
+            return tuple(grads) + (None,) * len(ctx.params)
+        return _backward
 
-    torch.library.register_autograd('ops_dcnv3::dcnv3_forward', _backward,
-                                    setup_context=_setup_context)
+    # The compiled operator and the host-executed CUDA arithmetic share schema, shapes and autograd.
+    for prefix in ('dcnv3', 'dcnv3_device_math'):
+        forward, backward = f'ops_dcnv3::{prefix}_forward', f'ops_dcnv3::{prefix}_backward'
+        torch.library.register_fake(forward)(_forward_fake)
+        torch.library.register_fake(backward)(_backward_fake)
+        torch.library.register_autograd(
+            forward, _make_backward(getattr(torch.ops.ops_dcnv3, f'{prefix}_backward')),
+            setup_context=_setup_context)
     # Under CUDA autocast the linear layers feeding offset/mask/input may disagree in dtype: sample
     # in float32 always, like other precision-sensitive gather ops (grid_sample) do.
     torch.library.register_autocast('ops_dcnv3::dcnv3_forward', 'cuda', torch.float32)

@@ -1,8 +1,8 @@
 """The DCNv3 module (published parameter names, constructor and initialisation).
 
-One implementation: :class:`DCNv3` runs the compiled kernel where one is loaded for the input's
-device and the ``grid_sample`` reference otherwise; :class:`DCNv3_pytorch` is the same module pinned
-to the reference (as the published ``DCNv3_pytorch``), so both load the same state dicts.
+One implementation: :class:`DCNv3` runs the compiled kernel for the input's device and raises, naming
+the rebuild command, where there is none; :class:`DCNv3_pytorch` is the same module pinned to the
+``grid_sample`` reference (as the published ``DCNv3_pytorch``), so both load the same state dicts.
 """
 from __future__ import annotations
 
@@ -123,9 +123,10 @@ class DCNv3(nn.Module):
             warnings.warn(f'DCNv3: group_channels={group_channels} is not a power of 2, which is '
                           'slower in the compiled kernels', stacklevel=2)
         if not self.use_reference and not _loader.is_loaded():
-            # Said once here rather than per call: the module still works, on the slow reference.
-            warnings.warn(f'DCNv3: {_loader.missing_kernel_message("cpu")} Falling back to the '
-                          'grid_sample reference.', stacklevel=2)
+            # Said once here, before the first forward raises: the reference is used only when
+            # asked for, never as a silent fallback.
+            warnings.warn(f'DCNv3: {_loader.missing_kernel_message("cpu")} Its forward will raise '
+                          'until then.', stacklevel=2)
         dw_kernel_size = dw_kernel_size if dw_kernel_size is not None else kernel_size
         self.channels = channels
         self.kernel_size = kernel_size

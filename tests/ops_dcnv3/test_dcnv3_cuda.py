@@ -1,6 +1,7 @@
 """CUDA side of DCNv3: the extension builds and links with nvcc (no GPU needed), and the CUDA kernels
 match the float64 CPU kernel where a GPU is visible."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,11 @@ from ops_dcnv3.functions import DCNv3Function, dcnv3_core_pytorch
 @pytest.mark.slow
 @pytest.mark.nvcc
 def test_cuda_extension_builds_and_registers_cuda_kernels(tmp_path, repo_root):
-    env = dict(os.environ, FORCE_CUDA='1', TORCH_CUDA_ARCH_LIST='9.0',
-               CUDA_HOME='/usr/local/cuda', MAX_JOBS=os.environ.get('MAX_JOBS', '2'))
+    # As on a build machine without a GPU: FORCE_CUDA, no architecture list, no visible device.
+    env = dict(os.environ, FORCE_CUDA='1', CUDA_VISIBLE_DEVICES='',
+               CUDA_HOME=os.environ.get('CUDA_HOME', '/usr/local/cuda'),
+               MAX_JOBS=os.environ.get('MAX_JOBS', '2'))
+    env.pop('TORCH_CUDA_ARCH_LIST', None)
     lib, tmp = tmp_path / 'lib', tmp_path / 'tmp'
     # build_ext with explicit build dirs writes nothing into the source tree.
     proc = subprocess.run(
@@ -26,6 +30,12 @@ def test_cuda_extension_builds_and_registers_cuda_kernels(tmp_path, repo_root):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     so = lib / 'ops_dcnv3' / '_C.so'
     assert so.exists()
+    # The default architectures: machine code for sm_80 and sm_90 plus compute_90 PTX, which the
+    # driver JIT-compiles for any newer GPU.
+    ninja = (tmp / 'build.ninja').read_text()
+    gencodes = set(re.findall(r'-gencode[= ]arch=(compute_\d+),code=(\w+)', ninja))
+    assert gencodes == {('compute_80', 'sm_80'), ('compute_90', 'sm_90'),
+                        ('compute_90', 'compute_90')}, gencodes
     assert (tmp / 'ops_dcnv3' / 'csrc' / 'cuda' / 'dcnv3_cuda.o').exists()
     symbols = subprocess.run(['nm', '-C', '--defined-only', str(so)], capture_output=True,
                              text=True, check=True).stdout
@@ -102,3 +112,17 @@ def test_cuda_module_autocast_and_reference():
     torch.testing.assert_close(
         DCNv3Function.apply(x1, off, m, 3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 256, 0),
         dcnv3_core_pytorch(x1, off, m, 3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 0))
+
+
+@pytest.mark.cuda
+def test_cuda_backward_reports_nondeterminism():
+    # Float atomicAdd into grad_input: torch.use_deterministic_algorithms must hear about it.
+    x, off, m = (t.float().cuda().requires_grad_() for t in make_inputs(1, 5, 6, 2, 3))
+    out = DCNv3Function.apply(x, off, m, 3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 256, 0)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.raises(RuntimeError, match='dcnv3_backward_cuda does not have a deterministic'):
+            out.sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(previous)

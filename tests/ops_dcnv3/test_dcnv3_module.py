@@ -1,19 +1,15 @@
 """DCNv3 module (published names and init, compiled vs reference path), torch.library integration,
 error messages."""
-import os
-import re
-
 import pytest
 import torch
 from dcnv3_helpers import make_inputs
+from official_keys import published_keys
 
 import ops_dcnv3
 from ops_dcnv3.functions import DCNv3Function, dcnv3_core_pytorch
 from ops_dcnv3.modules import DCNv3, DCNv3_pytorch
 
 pytestmark = pytest.mark.usefixtures('compiled_cpu')
-
-KEYS_TSV = os.path.join('/work/shared/spec/official_keys', 'internimage_{}_cls.tsv')
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
@@ -78,24 +74,22 @@ def test_point_softmax_matches_softmax(dtype):
                                atol=1e-10 if dtype == torch.float64 else 2e-2)
 
 
-def test_one_module_class_and_reference_flag():
-    assert issubclass(DCNv3_pytorch, DCNv3)
-    assert DCNv3_pytorch.forward is DCNv3.forward
-    assert not DCNv3.use_reference and DCNv3_pytorch.use_reference
+def test_reference_module_runs_grid_sample_only():
+    # DCNv3_pytorch never reaches the compiled operator; DCNv3 always does.
+    x = torch.randn(1, 5, 5, 8)
+    for cls, compiled_calls in ((DCNv3_pytorch, 0), (DCNv3, 1)):
+        with torch.autograd.profiler.profile() as prof:
+            cls(8, group=2)(x)
+        names = [e.name for e in prof.function_events]
+        assert sum(n == 'ops_dcnv3::dcnv3_forward' for n in names) == compiled_calls, cls
+        assert ('aten::grid_sampler_2d' in names) == (compiled_calls == 0), cls
 
 
 @pytest.mark.parametrize('arch,channels,group,cfs,dw', [('t', 64, 4, False, 3), ('h', 320, 10, True, 5)])
 def test_state_dict_matches_published_keys(arch, channels, group, cfs, dw):
-    path = KEYS_TSV.format(arch)
-    if not os.path.exists(path):
-        pytest.skip(f'{path} not available')
     prefix = 'levels.0.blocks.0.dcn.'
-    want = {}
-    with open(path) as f:
-        for line in f:
-            key, shape = line.rstrip('\n').split('\t')
-            if key.startswith(prefix):
-                want[key[len(prefix):]] = tuple(int(v) for v in re.findall(r'\d+', shape))
+    want = {k[len(prefix):]: v for k, v in published_keys(arch).items() if k.startswith(prefix)}
+    assert want  # the published block has a DCNv3 under this name
     module = DCNv3(channels=channels, group=group, dw_kernel_size=dw, center_feature_scale=cfs)
     got = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     assert got == want
@@ -135,17 +129,43 @@ def test_module_validation():
 
 def test_registered_in_mmengine_models():
     from mmengine.registry import MODELS
-    assert MODELS.get('DCNv3') is DCNv3
-    assert MODELS.get('DCNv3_pytorch') is DCNv3_pytorch
     module = MODELS.build(dict(type='DCNv3', channels=8, group=2))
-    assert isinstance(module, DCNv3)
+    assert type(module) is DCNv3 and module.group == 2
+    assert type(MODELS.build(dict(type='DCNv3_pytorch', channels=8, group=2))) is DCNv3_pytorch
 
 
-def test_compiled_devices():
+def test_compiled_devices_have_working_kernels():
     assert 'cpu' in ops_dcnv3.compiled_devices()
     assert set(ops_dcnv3.compiled_devices()) <= {'cpu', 'cuda'}
-    assert ('cuda' in ops_dcnv3.compiled_devices()) == torch._C._dispatch_has_kernel_for_dispatch_key(
-        'ops_dcnv3::dcnv3_forward', 'CUDA')
+    x, off, m = make_inputs(1, 5, 5, 2, 3)
+    for device in ops_dcnv3.compiled_devices():
+        if device == 'cuda' and not torch.cuda.is_available():
+            continue  # registered (see test_dcnv3_cuda's build test) but not runnable here
+        args = [t.to(device) for t in (x, off, m)] + [3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 0]
+        torch.testing.assert_close(torch.ops.ops_dcnv3.dcnv3_forward(*args).cpu(),
+                                   dcnv3_core_pytorch(x, off, m, 3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 0))
+
+
+def test_cuda_tensor_without_cuda_kernels_raises_naming_the_fix(monkeypatch):
+    # A CUDA input on a build without CUDA kernels must not silently run the grid_sample reference.
+    # Fake CUDA tensors stand in for real ones (no GPU needed), and the compiled-device set is
+    # narrowed to what a CPU-only build registers.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    import ops_dcnv3.functions.dcnv3_func as func
+    monkeypatch.setattr(func, '_COMPILED_DEVICES', frozenset({'cpu'}))
+    with FakeTensorMode(), torch.device('cuda'):
+        module = DCNv3(channels=8, group=2)
+        x = torch.empty(1, 5, 5, 8)
+        assert x.device.type == module.offset.weight.device.type == 'cuda'
+        with pytest.raises(RuntimeError) as info:
+            module(x)
+        # The reference runs where it is asked for.
+        assert DCNv3_pytorch(channels=8, group=2)(x).shape == (1, 5, 5, 8)
+    message = str(info.value)
+    assert "no 'cuda' kernel" in message
+    assert 'FORCE_CUDA=1 pip install --no-build-isolation -e .' in message
+    assert "core_op='DCNv3_pytorch'" in message
 
 
 def test_missing_kernel_fails_when_used_with_clear_message():
@@ -156,8 +176,8 @@ def test_missing_kernel_fails_when_used_with_clear_message():
 
 def test_without_compiled_library():
     # `sys.modules[name] = None` makes importing the extension fail as a missing/broken build would:
-    # import works, the op fails when used with a message naming the fix, and the module warns and
-    # falls back to the reference.
+    # import works, the module warns once when built, and the op and the module fail when used with a
+    # message naming the fix; the reference module still runs.
     import subprocess
     import sys
     script = (
@@ -165,7 +185,7 @@ def test_without_compiled_library():
         'sys.modules["ops_dcnv3._C"] = None\n'
         'import ops_dcnv3\n'
         'from ops_dcnv3.functions import DCNv3Function\n'
-        'from ops_dcnv3.modules import DCNv3\n'
+        'from ops_dcnv3.modules import DCNv3, DCNv3_pytorch\n'
         'assert ops_dcnv3.compiled_devices() == [], ops_dcnv3.compiled_devices()\n'
         'x = torch.randn(1, 5, 5, 8)\n'
         'try:\n'
@@ -177,14 +197,21 @@ def test_without_compiled_library():
         '    warnings.simplefilter("always")\n'
         '    m = DCNv3(8, group=2)\n'
         'print("WARN", [str(i.message) for i in w])\n'
-        'print("OUT", tuple(m(x).shape))\n')
+        'try:\n'
+        '    m(x)\n'
+        'except RuntimeError as e:\n'
+        '    print("MODULE", e)\n'
+        'print("REF", tuple(DCNv3_pytorch(8, group=2)(x).shape))\n')
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert 'ERR ops_dcnv3: the compiled extension ops_dcnv3._C could not be loaded' in out
-    assert 'pip install --no-build-isolation -e .' in out
-    assert 'Falling back to the grid_sample reference' in out
-    assert 'OUT (1, 5, 5, 8)' in out
+    out = proc.stdout.splitlines()
+    err = next(line for line in out if line.startswith('ERR '))
+    assert 'ops_dcnv3: the compiled extension ops_dcnv3._C could not be loaded' in err
+    assert 'pip install --no-build-isolation -e .' in err and "core_op='DCNv3_pytorch'" in err
+    warn = next(line for line in out if line.startswith('WARN '))
+    assert warn.count('could not be loaded') == 1 and 'will raise' in warn
+    assert next(line for line in out if line.startswith('MODULE ')) == 'MODULE ' + err[4:]
+    assert 'REF (1, 5, 5, 8)' in out
 
 
 def test_opcheck():

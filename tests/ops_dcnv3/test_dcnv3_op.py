@@ -1,10 +1,7 @@
 """DCNv3 operator: compiled CPU kernels vs an independent loop oracle and the grid_sample reference."""
-import itertools
-import math
-
 import pytest
 import torch
-from dcnv3_helpers import make_inputs, out_size
+from dcnv3_helpers import loop_oracle, make_inputs, out_size
 
 from ops_dcnv3.functions import DCNv3Function, dcnv3, dcnv3_core_pytorch
 
@@ -17,33 +14,6 @@ def compiled(x, off, m, k, s, p, d, group, gc, scale, rc):
 
 def reference(x, off, m, k, s, p, d, group, gc, scale, rc):
     return dcnv3_core_pytorch(x, off, m, k, k, s, s, p, p, d, d, group, gc, scale, rc)
-
-
-def loop_oracle(x, off, mask, kh, kw, sh, sw, ph, pw, dh, dw, group, gc, scale, rc):
-    """The sampling formula of the spec written out point by point (slow, tiny shapes only)."""
-    n, h, w, _ = x.shape
-    ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
-    cx, cy = dw * (kw - 1) // 2, dh * (kh - 1) // 2
-    taps = [(i, j) for i in range(kw) for j in range(kh)
-            if not (rc and i == kw // 2 and j == kh // 2)]
-    out = torch.zeros(n, ho, wo, group * gc, dtype=x.dtype)
-
-    def pixel(b, yy, xx, g):
-        if 0 <= yy < h and 0 <= xx < w:
-            return x[b, yy, xx, g * gc:(g + 1) * gc]
-        return torch.zeros(gc, dtype=x.dtype)
-
-    for b, oy, ox, g in itertools.product(range(n), range(ho), range(wo), range(group)):
-        for p, (i, j) in enumerate(taps):
-            q = g * len(taps) + p
-            lx = ox * sw - pw + cx + (i * dw - cx + off[b, oy, ox, 2 * q].item()) * scale
-            ly = oy * sh - ph + cy + (j * dh - cy + off[b, oy, ox, 2 * q + 1].item()) * scale
-            x0, y0 = math.floor(lx), math.floor(ly)
-            fx, fy = lx - x0, ly - y0
-            v = ((1 - fy) * (1 - fx) * pixel(b, y0, x0, g) + (1 - fy) * fx * pixel(b, y0, x0 + 1, g)
-                 + fy * (1 - fx) * pixel(b, y0 + 1, x0, g) + fy * fx * pixel(b, y0 + 1, x0 + 1, g))
-            out[b, oy, ox, g * gc:(g + 1) * gc] += mask[b, oy, ox, q] * v
-    return out
 
 
 # (n, h, w, group, group_channels, kernel, stride, pad, dilation, offset_scale, remove_center):
@@ -161,17 +131,19 @@ def test_backward_deterministic_across_thread_counts():
             assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize('dtype,tol', [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
-def test_reduced_precision_vs_float64(dtype, tol):
+@pytest.mark.parametrize('dtype,tol', [(torch.float32, 1e-5), (torch.float16, 5e-3),
+                                       (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize('cfg', [CONFIGS[2], CONFIGS[3], CONFIGS[4]], ids=['k3dil2rc', 'k5', 'k5s2rc'])
+def test_reduced_precision_vs_float64(cfg, dtype, tol):
     # Inputs are rounded to `dtype` first so the comparison measures the kernel, not the rounding.
-    n, h, w, g, gc, k, s, p, d, scale, rc = CONFIGS[3]
+    n, h, w, g, gc, k, s, p, d, scale, rc = cfg
     x, off, m = (t.to(dtype) for t in make_inputs(n, h, w, g, gc, k, s, p, d, rc))
     x64, off64, m64 = (t.double().requires_grad_() for t in (x, off, m))
     ins = [t.clone().requires_grad_() for t in (x, off, m)]
     out = compiled(*ins, k, s, p, d, g, gc, scale, rc)
     want = compiled(x64, off64, m64, k, s, p, d, g, gc, scale, rc)
     assert out.dtype == dtype
-    # Relative to the output's magnitude: tolerance `tol` (float32 1e-5, bfloat16 2e-2).
+    # Relative to the output's magnitude: tolerance `tol` (float32 1e-5, float16 5e-3, bfloat16 2e-2).
     mag = want.abs().max().item()
     torch.testing.assert_close(out.double(), want.detach(), rtol=0, atol=tol * mag)
     gout = torch.randn(want.shape, dtype=torch.float64).to(dtype)
@@ -256,3 +228,16 @@ def test_matches_published_reference_formulation(cfg):
     want = published_formulation(x, off, m, k, s, p, d, g, gc, scale, rc)
     torch.testing.assert_close(compiled(x, off, m, k, s, p, d, g, gc, scale, rc), want,
                                rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_backward_allowed_under_deterministic_algorithms():
+    # The CPU backward has no atomics (results do not depend on the thread count, see above), so it
+    # must not trip torch.use_deterministic_algorithms; the CUDA backward does (test_dcnv3_cuda).
+    x, off, m = (t.requires_grad_() for t in make_inputs(1, 5, 6, 2, 3))
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        compiled(x, off, m, 3, 1, 1, 1, 2, 3, 1.0, 0).sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert x.grad is not None and off.grad is not None and m.grad is not None

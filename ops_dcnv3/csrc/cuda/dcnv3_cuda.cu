@@ -4,7 +4,10 @@
 // neighbouring channels of the same pixels, so loads coalesce.
 // Backward: one thread per (position, group, point). It walks the group's channels, so the location
 // and mask gradients need no cross-thread reduction; grad_input is scattered with atomicAdd into an
-// opmath buffer (float32 for half types) converted at the end.
+// opmath buffer (float32 for half types) converted at the end. Float atomics make the summation
+// order, and so the last bits of grad_input, vary between runs: the backward reports itself to
+// torch.use_deterministic_algorithms.
+// The per-element arithmetic lives in dcnv3_element.h, shared with a host launcher.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -18,6 +21,7 @@
 #include <algorithm>
 
 #include "dcnv3.h"
+#include "dcnv3_element.h"
 
 namespace ops_dcnv3 {
 namespace {
@@ -28,77 +32,18 @@ inline unsigned int num_blocks(int64_t total) {
   return static_cast<unsigned int>(std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 30));
 }
 
-// Bilinear taps of a location; false when it lies outside (-1, size) (NaN/inf included), in which
-// case nothing is sampled. Taps outside the image get index -1.
-template <typename opmath_t>
-__device__ __forceinline__ bool make_taps(opmath_t loc_x, opmath_t loc_y, int64_t h, int64_t w,
-                                          int64_t c, int64_t idx[4], opmath_t coef[4],
-                                          opmath_t& lx, opmath_t& ly) {
-  if (!(loc_x > opmath_t(-1) && loc_y > opmath_t(-1) && loc_x < opmath_t(w) && loc_y < opmath_t(h))) {
-    return false;
-  }
-  const int64_t x0 = static_cast<int64_t>(floor(loc_x));
-  const int64_t y0 = static_cast<int64_t>(floor(loc_y));
-  const int64_t x1 = x0 + 1, y1 = y0 + 1;
-  lx = loc_x - opmath_t(x0);
-  ly = loc_y - opmath_t(y0);
-  const opmath_t hx = opmath_t(1) - lx, hy = opmath_t(1) - ly;
-  const bool vx0 = x0 >= 0, vx1 = x1 < w, vy0 = y0 >= 0, vy1 = y1 < h;
-  idx[0] = (vy0 && vx0) ? (y0 * w + x0) * c : -1;
-  idx[1] = (vy0 && vx1) ? (y0 * w + x1) * c : -1;
-  idx[2] = (vy1 && vx0) ? (y1 * w + x0) * c : -1;
-  idx[3] = (vy1 && vx1) ? (y1 * w + x1) * c : -1;
-  coef[0] = hy * hx;
-  coef[1] = hy * lx;
-  coef[2] = ly * hx;
-  coef[3] = ly * lx;
-  return true;
-}
-
+// The kernels are grid-stride loops over the elements of element::forward_element /
+// element::backward_point (dcnv3_element.h), which hold all of the arithmetic: the host launcher
+// (cpu/dcnv3_device_math.cpp) runs the same functions on the CPU so that the tests execute it.
 template <typename scalar_t>
 __global__ void dcnv3_forward_kernel(const scalar_t* __restrict__ input,
                                      const scalar_t* __restrict__ offset,
                                      const scalar_t* __restrict__ mask,
                                      scalar_t* __restrict__ output, const Geometry g,
                                      const int64_t total) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t C = g.channels(), D = g.group_channels, P = g.points;
-  const opmath_t scale = static_cast<opmath_t>(g.offset_scale);
-  const int64_t ci = g.kernel_w / 2, cj = g.kernel_h / 2;
   for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
        index += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t d = index % D;
-    const int64_t grp = (index / D) % g.group;
-    const int64_t pos = index / C;
-    const int64_t wo = pos % g.wo, ho = (pos / g.wo) % g.ho, n = pos / (g.wo * g.ho);
-    const scalar_t* img = input + n * g.h * g.w * C + grp * D + d;
-    const scalar_t* off = offset + (pos * g.group + grp) * P * 2;
-    const scalar_t* msk = mask + (pos * g.group + grp) * P;
-    const opmath_t base_x = opmath_t(wo * g.stride_w - g.pad_w + g.center_x());
-    const opmath_t base_y = opmath_t(ho * g.stride_h - g.pad_h + g.center_y());
-    opmath_t acc = 0;
-    int64_t p = 0;
-    for (int64_t i = 0; i < g.kernel_w; ++i) {
-      for (int64_t j = 0; j < g.kernel_h; ++j) {
-        if (g.remove_center && i == ci && j == cj) continue;
-        const opmath_t loc_x =
-            base_x + (opmath_t(i * g.dilation_w - g.center_x()) + opmath_t(off[2 * p])) * scale;
-        const opmath_t loc_y =
-            base_y + (opmath_t(j * g.dilation_h - g.center_y()) + opmath_t(off[2 * p + 1])) * scale;
-        int64_t idx[4];
-        opmath_t coef[4], lx, ly;
-        if (make_taps(loc_x, loc_y, g.h, g.w, C, idx, coef, lx, ly)) {
-          opmath_t val = 0;
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            if (idx[q] >= 0) val += coef[q] * opmath_t(img[idx[q]]);
-          }
-          acc += opmath_t(msk[p]) * val;
-        }
-        ++p;
-      }
-    }
-    output[index] = static_cast<scalar_t>(acc);
+    element::forward_element(input, offset, mask, output, g, index);
   }
 }
 
@@ -111,49 +56,10 @@ __global__ void dcnv3_backward_kernel(const scalar_t* __restrict__ input,
                                       scalar_t* __restrict__ grad_offset,
                                       scalar_t* __restrict__ grad_mask, const Geometry g,
                                       const int64_t total) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t C = g.channels(), D = g.group_channels, P = g.points;
-  const opmath_t scale = static_cast<opmath_t>(g.offset_scale);
-  const int64_t center_point = (g.kernel_w / 2) * g.kernel_h + g.kernel_h / 2;
   for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
        index += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t p = index % P;
-    const int64_t grp = (index / P) % g.group;
-    const int64_t pos = index / (P * g.group);
-    const int64_t wo = pos % g.wo, ho = (pos / g.wo) % g.ho, n = pos / (g.wo * g.ho);
-    // Kernel point of this slot, x-major (p = i*kh + j), skipping the centre with remove_center.
-    const int64_t q = (g.remove_center && p >= center_point) ? p + 1 : p;
-    const int64_t i = q / g.kernel_h, j = q % g.kernel_h;
-    const opmath_t loc_x = opmath_t(wo * g.stride_w - g.pad_w + g.center_x()) +
-                           (opmath_t(i * g.dilation_w - g.center_x()) + opmath_t(offset[2 * index])) * scale;
-    const opmath_t loc_y = opmath_t(ho * g.stride_h - g.pad_h + g.center_y()) +
-                           (opmath_t(j * g.dilation_h - g.center_y()) + opmath_t(offset[2 * index + 1])) * scale;
-    int64_t idx[4];
-    opmath_t coef[4], lx, ly;
-    if (!make_taps(loc_x, loc_y, g.h, g.w, C, idx, coef, lx, ly)) {
-      grad_offset[2 * index] = grad_offset[2 * index + 1] = grad_mask[index] = scalar_t(0);
-      continue;
-    }
-    const opmath_t m = static_cast<opmath_t>(mask[index]);
-    const int64_t img_base = n * g.h * g.w * C + grp * D;
-    const scalar_t* img = input + img_base;
-    opmath_t* gimg = grad_input + img_base;
-    const scalar_t* gout = grad_output + pos * C + grp * D;
-    opmath_t s[4] = {0, 0, 0, 0};
-    for (int64_t d = 0; d < D; ++d) {
-      const opmath_t go = static_cast<opmath_t>(gout[d]);
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        if (idx[t] >= 0) {
-          s[t] += go * opmath_t(img[idx[t] + d]);
-          atomicAdd(gimg + idx[t] + d, coef[t] * m * go);
-        }
-      }
-    }
-    const opmath_t hx = opmath_t(1) - lx, hy = opmath_t(1) - ly;
-    grad_mask[index] = static_cast<scalar_t>(coef[0] * s[0] + coef[1] * s[1] + coef[2] * s[2] + coef[3] * s[3]);
-    grad_offset[2 * index] = static_cast<scalar_t>(scale * m * (hy * (s[1] - s[0]) + ly * (s[3] - s[2])));
-    grad_offset[2 * index + 1] = static_cast<scalar_t>(scale * m * (hx * (s[2] - s[0]) + lx * (s[3] - s[1])));
+    element::backward_point(input, offset, mask, grad_output, grad_input, grad_offset, grad_mask,
+                            g, index);
   }
 }
 
@@ -194,6 +100,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_backward_cuda(
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef({g.n, g.ho, g.wo, g.channels()}),
               "dcnv3_backward: grad_output must be (", g.n, ", ", g.ho, ", ", g.wo, ", ",
               g.channels(), "), got ", grad_output.sizes());
+  // Float atomicAdd into grad_input: the summation order varies from run to run.
+  at::globalContext().alertNotDeterministic("dcnv3_backward_cuda");
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor in = input.contiguous(), off = offset.contiguous(), msk = mask.contiguous();
   const at::Tensor gout = grad_output.to(in.scalar_type()).contiguous();
