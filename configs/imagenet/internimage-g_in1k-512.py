@@ -44,5 +44,4 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-optim_wrapper = dict(
-    paramwise_cfg=dict(num_layers=sum(_depths) - 1, layer_decay_rate=0.9, depths=_depths))
+optim_wrapper = dict(paramwise_cfg=dict(depths=_depths))

@@ -16,5 +16,4 @@ model = dict(
     head=dict(in_channels=1536),
     init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
 
-optim_wrapper = dict(
-    paramwise_cfg=dict(num_layers=sum(_depths) - 1, layer_decay_rate=0.9, depths=_depths))
+optim_wrapper = dict(paramwise_cfg=dict(depths=_depths))

@@ -12,6 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from published_rules import assert_every_parameter_follows_published_rule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG_DIR = os.path.join(ROOT, 'configs', 'ade20k')
@@ -81,7 +82,9 @@ def test_config_has_published_recipe(size):
     assert len(scales) == 6 and (4 * crop, crop) in scales
 
 
-@pytest.mark.parametrize('size', ['t', 'l'])
+# 't' has no decay (rate 1.0: every lr is the base lr); 'l' and 'xl' decay at 0.94, so the lr of every
+# parameter depends on its layer id.
+@pytest.mark.parametrize('size', ['t', 'l', 'xl'])
 def test_optimizer_lr_follows_layer_decay_rule(size):
     name, _, _, lr, decay, *_ = PUBLISHED[size]
     cfg = load(name)
@@ -96,6 +99,18 @@ def test_optimizer_lr_follows_layer_decay_rule(size):
     assert lrs['decode_head.conv_seg.weight'] == (pytest.approx(lr), 0.05)
     assert lrs['decode_head.conv_seg.bias'][1] == 0.0
     assert lrs['backbone.levels.0.blocks.0.norm1.0.weight'][1] == 0.0
+    # Every parameter: the layer id, lr and weight decay of the published rule, restated on its own.
+    assert cfg.optim_wrapper.paramwise_cfg.num_layers == NUM_LAYERS[size]
+    assert cfg.optim_wrapper.paramwise_cfg.depths == cfg.model.backbone.depths
+    assert_every_parameter_follows_published_rule(
+        model, wrapper.optimizer, base_lr=lr, base_wd=0.05, rate=decay,
+        configured_num_layers=NUM_LAYERS[size], depths=cfg.model.backbone.depths)
+    if size == 'l':  # hand-worked, depths [5, 5, 22, 5], ids 0..38: lr = 2e-5 * 0.94 ** (38 - id)
+        # level 2, block 21: id 21 + 1 + 10 = 32
+        assert lrs['backbone.levels.2.blocks.21.dcn.offset.weight'] == (
+            pytest.approx(2e-5 * 0.94 ** 6), 0.05)
+        # level 0's downsample: id 1 + 5 = 6
+        assert lrs['backbone.levels.0.downsample.conv.weight'] == (pytest.approx(2e-5 * 0.94 ** 32), 0.05)
     if cfg.optim_wrapper.get('clip_grad'):
         assert wrapper.clip_grad_kwargs['max_norm'] == 0.1
 

@@ -12,6 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from published_rules import assert_every_parameter_follows_published_rule, param_settings
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 COCO = osp.join(ROOT, 'configs', 'coco')
@@ -90,14 +91,39 @@ def test_optimizer_uses_published_layer_decay(name):
     # heads get the full lr; the stem gets rate ** (num_layers + 1) of it
     assert max(lrs) == pytest.approx(lr)
     assert min(lrs) == pytest.approx(lr * rate ** (num_layers + 1))
-    # norms, biases and other 1-D parameters have no weight decay, matrices do (except the
-    # deformable-attention sampling offsets of DINO, as published)
-    for group in optim.param_groups:
-        for pname, p in zip(group['param_names'], group['params']):
-            if p.ndim == 1:
-                assert group['weight_decay'] == 0, pname
-            elif 'norm' not in pname and 'sampling_offsets' not in pname:
-                assert group['weight_decay'] == cfg.optim_wrapper.optimizer.weight_decay, pname
+    # Every parameter: the layer id, lr and weight decay of the published rule, restated on its own
+    # (norms, biases and other 1-D parameters have no weight decay, matrices do, except norms and the
+    # deformable-attention sampling offsets of DINO, as published).
+    assert_every_parameter_follows_published_rule(
+        model, optim, base_lr=lr, base_wd=cfg.optim_wrapper.optimizer.weight_decay, rate=rate,
+        configured_num_layers=num_layers, depths=cfg.model.backbone.depths,
+        offset_lr_scale=cfg.optim_wrapper.paramwise_cfg.get('offset_lr_scale', 1.0))
+
+
+def test_layer_decay_spot_checks_cascade_l_1x():
+    """Hand-worked: InternImage-L, depths [5, 5, 22, 5], num_layers 37 + 2 = 39 (ids 0..38), lr 1e-4,
+    rate 0.94, weight decay 0.05; lr = 1e-4 * 0.94 ** (38 - id)."""
+    cfg = _load('cascade-mask-rcnn_internimage-l_fpn_1x_coco.py')
+    model = _build_on_meta(cfg)
+    got = param_settings(build_optim_wrapper(model, cfg.optim_wrapper).optimizer)
+    expected = {
+        # stem: id 0
+        'backbone.patch_embed.conv1.weight': (1e-4 * 0.94 ** 38, 0.05),
+        # level 0, block 0: id 0 + 1 = 1; a 1-D layer scale: no decay
+        'backbone.levels.0.blocks.0.gamma1': (1e-4 * 0.94 ** 37, 0.0),
+        # level 1, block 2: id 2 + 1 + 5 = 8
+        'backbone.levels.1.blocks.2.dcn.offset.weight': (1e-4 * 0.94 ** 30, 0.05),
+        # level 2's downsample: id 1 + 5 + 5 + 22 = 33
+        'backbone.levels.2.downsample.conv.weight': (1e-4 * 0.94 ** 5, 0.05),
+        'backbone.levels.2.downsample.norm.1.weight': (1e-4 * 0.94 ** 5, 0.0),
+        # level 3, block 4 (the last): id 4 + 1 + 32 = 37
+        'backbone.levels.3.blocks.4.mlp.fc2.weight': (1e-4 * 0.94, 0.05),
+        # neck and heads: id 38, the full lr
+        'neck.lateral_convs.0.conv.weight': (1e-4, 0.05),
+        'neck.lateral_convs.0.conv.bias': (1e-4, 0.0),
+    }
+    for name, (lr, wd) in expected.items():
+        assert got[name][:2] == (pytest.approx(lr, rel=1e-9), wd), name
 
 
 def test_ms_3x_schedule_and_augmentation():

@@ -10,10 +10,10 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from official_keys import published_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG_DIR = os.path.join(ROOT, 'configs', 'imagenet')
-SPEC = '/work/shared/spec/official_keys'
 
 # size -> (config, exact published params in millions, resolution, checkpoint file)
 PUBLISHED = {
@@ -41,15 +41,6 @@ def build_on_meta(cfg: Config) -> torch.nn.Module:
     model_cfg.data_preprocessor = copy.deepcopy(cfg.data_preprocessor)
     with torch.device('meta'):
         return MODELS.build(model_cfg)
-
-
-def published_keys(size: str) -> dict[str, tuple]:
-    out = {}
-    with open(os.path.join(SPEC, f'internimage_{size}_cls.tsv')) as f:
-        for line in f.read().splitlines():
-            key, shape = line.split('\t')
-            out[key] = tuple(int(s) for s in shape.strip('()').split(',') if s.strip())
-    return out
 
 
 @pytest.mark.parametrize('size', list(PUBLISHED))
@@ -101,40 +92,78 @@ def test_300_epoch_recipe(size):
     assert (types['RandAugment'].magnitude_level, types['RandAugment'].magnitude_std) == (9, 0.5)
 
 
-@pytest.mark.parametrize('size', ['l', 'xl'])
-def test_384_fine_tuning_recipe_and_layer_decay(size):
+@pytest.mark.parametrize('size', ['l', 'xl', 'h', 'g'])
+def test_fine_tuning_recipe(size):
     cfg = load(PUBLISHED[size][0])
     assert cfg.train_cfg.max_epochs == 20
-    assert cfg.train_dataloader.batch_size * 8 == cfg.auto_scale_lr.base_batch_size == 512
+    assert cfg.auto_scale_lr.base_batch_size == 512
+    if size in ('l', 'xl'):
+        assert cfg.train_dataloader.batch_size * 8 == 512
     assert cfg.optim_wrapper.optimizer.lr == 2e-5
     assert cfg.model.head.loss.label_smooth_val == 0.3
     assert not cfg.model.train_cfg  # no Mixup / CutMix
     assert 'RandomErasing' not in [t.type for t in cfg.train_dataloader.dataset.pipeline]
     assert cfg.model.backbone.with_cp
+    # Published drop path of the 22K->1K fine-tuning configs.
+    assert cfg.model.backbone.drop_path_rate == dict(l=0.1, xl=0.2, h=0.2, g=0.4)[size]
 
-    # The published classification rule: the k-th block counted from the last gets lr x 0.9^k,
-    # a level's downsample/norm that of the next level's first block, the heads the base lr.
+
+def published_lr_and_wd(named_params, depths, base_lr, weight_decay, decay_ratio, dcn_lr_mul):
+    """The published ImageNet fine-tuning rule, restated the way it is written: an ordered table of
+    name fragments built from the last block backwards (`lr_decay_keywords`), the first fragment
+    contained in a name gives its ratio (unlisted names 1.0), names mentioning a DCNv3 offset/gate
+    get x dcn_lr_mul, and 1-D parameters and biases get no weight decay."""
+    ratios = {}
+    idx = 0
+    for level in (3, 2, 1, 0):
+        for j in range(depths[level]):
+            ratios[f'levels.{level}.blocks.{depths[level] - j - 1}.'] = decay_ratio ** idx
+            idx += 1
+    ratios['patch_embed'] = ratios['levels.0.blocks.0.']
+    for level in (0, 1, 2):
+        ratios[f'levels.{level}.downsample'] = ratios[f'levels.{level + 1}.blocks.0.']
+        ratios[f'levels.{level}.norm'] = ratios[f'levels.{level + 1}.blocks.0.']
+    out = {}
+    for name, p in named_params:
+        ratio = next((v for k, v in ratios.items() if k in name), None)
+        lr = base_lr * (ratio if ratio is not None else 1.0)
+        if any(k in name for k in ('offset', 'attention_weights', 'center_feature_scale_proj',
+                                   'alpha_beta')):
+            lr *= dcn_lr_mul
+        wd = 0.0 if (len(p.shape) == 1 or name.endswith('.bias')) else weight_decay
+        out[name] = (lr, wd)
+    return out
+
+
+@pytest.mark.parametrize('size', ['l', 'xl', 'h', 'g'])
+def test_every_parameter_gets_the_published_lr_and_weight_decay(size):
+    cfg = load(PUBLISHED[size][0])
     model = build_on_meta(cfg)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    lrs = {n: g['lr'] for g in wrapper.optimizer.param_groups for n in g['param_names']}
-    depths = cfg.model.backbone.depths
-    ratios = {}
-    k = 0
-    for s in reversed(range(4)):
-        for b in reversed(range(depths[s])):
-            ratios[f'levels.{s}.blocks.{b}.'] = 0.9 ** k
-            k += 1
-    for s in range(3):
-        ratios[f'levels.{s}.downsample.'] = ratios[f'levels.{s}.norm.'] = \
-            ratios[f'levels.{s + 1}.blocks.0.']
-    checked = 0
-    for name, lr in lrs.items():
-        if name.startswith('head.'):
-            assert lr == pytest.approx(2e-5), name
-            checked += 1
-            continue
-        key = next((r for r in ratios if name.startswith('backbone.' + r)), None)
-        if key is not None:
-            assert lr == pytest.approx(2e-5 * ratios[key]), name
-            checked += 1
-    assert checked > 0.95 * len(lrs)
+    got = {}
+    for group in wrapper.optimizer.param_groups:
+        for name in group['param_names']:
+            assert name not in got, name
+            got[name] = (group['lr'], group['weight_decay'])
+    named = list(model.named_parameters())
+    want = published_lr_and_wd(named, cfg.model.backbone.depths, 2e-5, 0.05, 0.9, 0.1)
+    assert sorted(got) == sorted(want)  # every trainable parameter, once
+    for name, (lr, wd) in want.items():
+        assert got[name][0] == pytest.approx(lr, rel=1e-12), name
+        assert got[name][1] == wd, name
+    # Spot checks worked out by hand (L: 37 blocks, exponents count from the last block).
+    if size == 'l':
+        assert got['backbone.patch_embed.conv1.weight'][0] == pytest.approx(2e-5 * 0.9 ** 36)
+        assert got['backbone.levels.1.downsample.conv.weight'][0] == pytest.approx(2e-5 * 0.9 ** 26)
+        assert got['backbone.levels.3.blocks.4.dcn.offset.bias'] == (pytest.approx(2e-6), 0.0)
+        assert got['backbone.levels.3.blocks.4.dcn.offset.weight'] == (pytest.approx(2e-6), 0.05)
+        assert got['backbone.levels.2.downsample.norm.1.weight'] == (pytest.approx(2e-5 * 0.9 ** 4), 0.0)
+        assert got['head.conv_head.0.weight'] == (pytest.approx(2e-5), 0.05)
+        assert got['head.head.bias'] == (pytest.approx(2e-5), 0.0)
+    if size == 'h':  # 50 blocks; H has per-level norms, the last one undecayed
+        assert got['backbone.levels.3.norm.0.weight'] == (pytest.approx(2e-5), 0.0)
+        assert got['backbone.levels.0.norm.0.weight'][0] == pytest.approx(2e-5 * 0.9 ** 43)
+    # The DCN multiplier reaches the offsets of every block and (H/G) the centre-feature gates.
+    dcn = [n for n in got if 'dcn.offset' in n or 'center_feature_scale_proj' in n]
+    assert len(dcn) == sum(cfg.model.backbone.depths) * (
+        4 if cfg.model.backbone.get('center_feature_scale') else 2)
