@@ -18,8 +18,9 @@ def test_mmcv_compiled_ops_present():
     from mmcv.utils import ext_loader
 
     assert mmcv.__version__ == '2.1.0'
-    ext = ext_loader.load_ext('_ext', ['nms', 'roi_align_forward'])
-    assert hasattr(ext, 'nms')
+    # load_ext asserts that each named function is in the extension; test_mmcv_nms_cpu and
+    # test_mmcv_roi_align_cpu_matches_torchvision check what they compute.
+    ext_loader.load_ext('_ext', ['nms', 'roi_align_forward'])
 
 
 def test_mmcv_nms_cpu():

@@ -5,6 +5,11 @@ semantics step by step (residual layouts, level norms, level-2 post norms, DCNv3
 classification heads), sharing no code with ``mmcv_custom`` except the DCNv3 sampling core
 (``ops_dcnv3.functions.dcnv3_core_pytorch``, tested on its own by the operator's tests). Any
 difference in module order, norm placement or key wiring of our implementation shows up as a mismatch.
+
+The structure (layer scale, level norms, downsamples, post norms, head type) is decided by the
+architecture arguments alone, as in the published constructor, never by which keys the state dict
+has; every weight is read with ``sd[key]``, so a key the published layout has and ours lacks raises
+``KeyError``.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ def _ln(x, sd, key, eps=1e-6):
 
 
 def _linear(x, sd, key):
-    return F.linear(x, sd[key + '.weight'], sd.get(key + '.bias'))
+    return F.linear(x, sd[key + '.weight'], sd[key + '.bias'])
 
 
 def _dcnv3(x, sd, key, groups, offset_scale, dw_kernel, center_feature_scale):
@@ -47,9 +52,10 @@ def _block(x, sd, key, arch, groups):
     def mlp(t):
         return _linear(F.gelu(_linear(t, sd, key + '.mlp.fc1')), sd, key + '.mlp.fc2')
 
-    g1, g2 = sd.get(key + '.gamma1'), sd.get(key + '.gamma2')
+    # Published block: `self.layer_scale = layer_scale is not None`; gamma1/gamma2 exist iff it is set.
+    layer_scale = arch.get('layer_scale') is not None
     post, res_post = arch.get('post_norm', False), arch.get('res_post_norm', False)
-    if g1 is None:
+    if not layer_scale:
         if post:
             x = x + _ln(dcn(x), sd, key + '.norm1.0')
             return x + _ln(mlp(x), sd, key + '.norm2.0')
@@ -58,6 +64,7 @@ def _block(x, sd, key, arch, groups):
             return x + _ln(mlp(_ln(x, sd, key + '.norm2.0')), sd, key + '.res_post_norm2.0')
         x = x + dcn(_ln(x, sd, key + '.norm1.0'))
         return x + mlp(_ln(x, sd, key + '.norm2.0'))
+    g1, g2 = sd[key + '.gamma1'], sd[key + '.gamma2']
     if post:
         x = x + g1 * _ln(dcn(x), sd, key + '.norm1.0')
         return x + g2 * _ln(mlp(x), sd, key + '.norm2.0')
@@ -73,6 +80,7 @@ def backbone_levels(img, sd, arch):
     x = _ln(x.permute(0, 2, 3, 1), sd, 'patch_embed.norm2.1')
     post_ids = list(arch.get('level2_post_norm_block_ids') or []) if arch.get('level2_post_norm') else []
     outs = []
+    num_levels = len(arch['depths'])
     for i, (depth, groups) in enumerate(zip(arch['depths'], arch['groups'])):
         for b in range(depth):
             x = _block(x, sd, f'levels.{i}.blocks.{b}', arch, groups)
@@ -81,16 +89,19 @@ def backbone_levels(img, sd, arch):
         if not arch.get('post_norm', False) or arch.get('center_feature_scale', False):
             x = _ln(x, sd, f'levels.{i}.norm.0')
         outs.append(x)
-        if f'levels.{i}.downsample.conv.weight' in sd:
+        if i < num_levels - 1:  # published: `downsample=(i < self.num_levels - 1)`
             x = F.conv2d(x.permute(0, 3, 1, 2), sd[f'levels.{i}.downsample.conv.weight'], stride=2, padding=1)
             x = _ln(x.permute(0, 2, 3, 1), sd, f'levels.{i}.downsample.norm.1')
     return outs
 
 
-def classify(img, sd, arch, num_heads=16):
-    """Published ImageNet logits: conv head (T..XL) or CLIP-projector head (H, G; 16 heads)."""
+def classify(img, sd, arch, head, num_heads=16):
+    """Published ImageNet logits: ``head='conv'`` (T..XL) or ``head='clip'`` (the CLIP-projector head of
+    H and G; 16 heads)."""
+    if head not in ('conv', 'clip'):
+        raise ValueError(f"head must be 'conv' or 'clip', got {head!r}")
     outs = backbone_levels(img, sd, arch)
-    if 'conv_head.0.weight' in sd:
+    if head == 'conv':
         x = F.conv2d(outs[-1].permute(0, 3, 1, 2), sd['conv_head.0.weight'])
         x = F.batch_norm(x, sd['conv_head.1.0.running_mean'], sd['conv_head.1.0.running_var'],
                          sd['conv_head.1.0.weight'], sd['conv_head.1.0.bias'], False, 0.0, 1e-5)

@@ -27,9 +27,15 @@ def test_dcnv3_sampling_term_follows_paper_formula():
 
     model = InternImage(core_op='DCNv3_pytorch', channels=16, depths=[1, 2, 1, 1], groups=[2, 4, 8, 16]).eval()
     _, parts = count_flops(model, lambda: model(torch.zeros(1, 3, 64, 64)))
-    # Published get_flops.py: sum over levels of depth * 5 * (H/4/2^i * W/4/2^i) * 9 * C_i.
-    expected = sum(d * dcnv3_flops((16 >> i) ** 2, 9, 16 << i) for i, d in enumerate([1, 2, 1, 1]))
-    assert parts['dcnv3_sampling'] == expected
+    # Published get_flops.py: sum over levels of depth * 5 * (H/4/2^i * W/4/2^i) * 9 * C_i, worked out
+    # by hand (kernel 3 without remove_center: 9 points; the stem has stride 4, each level halves):
+    #   level 0: stride  4, 16x16 = 256 positions, C  16, depth 1: 5 * 256 * 9 *  16 * 1 = 184320
+    #   level 1: stride  8,  8x8  =  64 positions, C  32, depth 2: 5 *  64 * 9 *  32 * 2 = 184320
+    #   level 2: stride 16,  4x4  =  16 positions, C  64, depth 1: 5 *  16 * 9 *  64 * 1 =  46080
+    #   level 3: stride 32,  2x2  =   4 positions, C 128, depth 1: 5 *   4 * 9 * 128 * 1 =  23040
+    #   total = 184320 + 184320 + 46080 + 23040 = 437760 (= 45 * (4096 + 4096 + 1024 + 512))
+    assert parts['dcnv3_sampling'] == 437760
+    assert dcnv3_flops(256, 9, 16) == 184320  # the helper alone, level 0's term
 
 
 # Paper FLOPs (G): T/S/B at 224, L/XL at 384; ours must be within 5%.

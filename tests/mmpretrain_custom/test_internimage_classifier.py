@@ -14,8 +14,9 @@ import mmpretrain_custom  # noqa: F401
 from mmpretrain_custom.models import internimage_cls_model
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'mmcv_custom'))
+from official_keys import published_keys  # noqa: E402
 from published_reference import classify  # noqa: E402
-from test_internimage import published_keys, randomize  # noqa: E402
+from test_internimage import randomize  # noqa: E402
 
 
 class MODELS:  # noqa: N801
@@ -72,7 +73,8 @@ def test_published_checkpoint_loads_and_logits_match_published_forward(tmp_path,
     img = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         logits = model(img, mode='tensor')
-        ref = classify(img, published, cfg['backbone'], num_heads=cfg['head'].get('num_heads', 16))
+        head = dict(InternImageClsHead='conv', InternImageClipHead='clip')[cfg['head']['type']]
+        ref = classify(img, published, cfg['backbone'], head, num_heads=cfg['head'].get('num_heads', 16))
     assert logits.shape == (2, 7)
     torch.testing.assert_close(logits, ref, rtol=1e-9, atol=1e-9)
 
@@ -92,13 +94,34 @@ def test_train_step_and_prediction():
 
     model = MODELS.build(TINY_CONV)
     model.init_weights()
+    assert model.training  # train_step and val_step below run in training mode (BN batch statistics)
     optim = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.01)))
     data = dict(inputs=torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8),
                 data_samples=[DataSample().set_gt_label(i) for i in (1, 5)])
+    labels = torch.tensor([1, 5])
+    # ClsDataPreprocessor without mean/std only casts to float.
+    inputs = model.data_preprocessor(data, True)['inputs']
+    torch.testing.assert_close(inputs, data['inputs'].float(), rtol=0, atol=0)
+
+    # The configured loss is ClsHead's default, plain cross-entropy (no label smoothing, weight 1)
+    # averaged over the batch: -mean_i log_softmax(logits_i)[label_i], recomputed from the logits of
+    # the same weights before the step.
+    with torch.no_grad():
+        logits = model(inputs, mode='tensor').double()
+    expected_loss = -torch.log_softmax(logits, dim=1)[torch.arange(2), labels].mean()
     log_vars = model.train_step(data, optim)
-    assert torch.isfinite(log_vars['loss'])
+    torch.testing.assert_close(log_vars['loss'].detach().double(), expected_loss, rtol=1e-5, atol=1e-5)
+
     preds = model.val_step(data)
     assert [p.pred_score.shape for p in preds] == [torch.Size([7])] * 2
+    with torch.no_grad():  # the updated weights, as val_step used them
+        logits = model(inputs, mode='tensor').double()
+    exp = (logits - logits.max(dim=1, keepdim=True).values).exp()
+    for i, p in enumerate(preds):
+        torch.testing.assert_close(p.pred_score.sum().double(), torch.tensor(1.0, dtype=torch.float64),
+                                   rtol=0, atol=1e-6)
+        torch.testing.assert_close(p.pred_score.double(), exp[i] / exp[i].sum(), rtol=1e-5, atol=1e-6)
+        assert p.pred_label.item() == int(logits[i].argmax())
 
 
 def test_classifier_init_cfg_pretrained_reads_published_file(tmp_path):

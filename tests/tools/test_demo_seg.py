@@ -136,8 +136,14 @@ def test_demo_trains_with_dist_train_and_test_prints_iou_metric(tmp_path):
     assert float(printed[-1]) == pytest.approx(expected, abs=0.006)
     assert 'background' in out and 'cross' in out  # the per-class table
 
-    # Multi-scale + flip testing runs through the config's tta_model / tta_pipeline.
+    # Multi-scale + flip testing runs through the config's tta_model / tta_pipeline; its mIoU,
+    # too, is the one of the merged predictions it dumps, recomputed from the label maps.
+    tta_preds = tmp_path / 'tta_preds'
     out = run_tool([sys.executable, 'tools/test.py', CONFIG, str(ckpt), '--tta', '--work-dir',
-                str(tmp_path / 'tta'), '--cfg-options', *opts])
+                str(tmp_path / 'tta'), '--out', str(tta_preds), '--cfg-options', *opts])
     tta = re.findall(r'mIoU: ([0-9.]+)', out)
-    assert tta and 0.0 <= float(tta[-1]) <= 100.0
+    assert tta, out[-3000:]
+    assert len(glob.glob(str(tta_preds / '*.png'))) == 3  # one merged map per validation image
+    expected = _miou_fromread_tree(str(tta_preds), str(data / 'annotations' / 'validation'),
+                                len(ade20k.CLASSES))
+    assert float(tta[-1]) == pytest.approx(expected, abs=0.006)

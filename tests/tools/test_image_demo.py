@@ -3,6 +3,7 @@ trained checkpoint in test_train_test_tools.py)."""
 from __future__ import annotations
 
 import os.path as osp
+import re
 import sys
 
 import cv2
@@ -42,22 +43,54 @@ def image(tmp_path) -> str:
     return path
 
 
+def _test_inputs(pipeline: list, image: str) -> dict:
+    """``image`` through a config's test pipeline (no label map), batched as the Runner does."""
+    from mmengine.dataset import Compose
+    data = Compose([t for t in pipeline if 'Annotations' not in t['type']])(dict(img_path=image))
+    return dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not osp.isfile(SEG), reason='segmentation demo config not present')
 def test_segmentation_overlay(tmp_path, image, capsys):
     ckpt = str(tmp_path / 'seg.pth')
     meta = _checkpoint(SEG, ckpt)
     out = str(tmp_path / 'overlay.png')
     image_demo.main([image, SEG, ckpt, '--out-file', out, '--device', 'cpu'])
     printed = capsys.readouterr().out
-    assert 'of the pixels' in printed and f'overlay written to {out}' in printed
-    assert any(name in printed for name in meta['classes'])
-    overlay, original = cv2.imread(out), cv2.imread(image)
+    assert f'overlay written to {out}' in printed
+
+    # The reference: the same checkpoint through the test pipeline and the segmentor's predict,
+    # as tools/test.py runs it, not through mmseg's inference API that the tool uses.
+    from mmseg.apis import init_model
+    model = init_model(SEG, ckpt, device='cpu')
+    init_default_scope('mmseg')
+    with torch.no_grad():
+        batch = model.data_preprocessor(_test_inputs(model.cfg.test_pipeline, image))
+        pred = model.predict(batch['inputs'], batch['data_samples'])[0]
+    pred = pred.pred_sem_seg.data[0].numpy()
+    original = cv2.imread(image)[:, :, ::-1]
+    assert pred.shape == original.shape[:2]  # predicted at the input's resolution
+
+    # one line per predicted class with its share of the pixels (to the printed 0.1 %)
+    shares = {m.group(1): float(m.group(2)) for m in
+              (re.match(r'\s*(\S+)\s+([0-9.]+)% of the pixels$', ln) for ln in printed.splitlines())
+              if m}
+    ids, counts = np.unique(pred, return_counts=True)
+    expected = {meta['classes'][i]: 100 * c / pred.size for i, c in zip(ids, counts)}
+    assert shares.keys() == expected.keys()
+    for name, share in expected.items():
+        assert shares[name] == pytest.approx(share, abs=0.05 + 1e-9), name
+
+    # the overlay is the image blended half and half (--opacity 0.5) with the palette colour of
+    # each pixel's class; only the small class-name tags mmseg draws on top differ
+    overlay = cv2.imread(out)[:, :, ::-1].astype(int)
     assert overlay.shape == original.shape
+    palette = np.asarray(meta['palette'])
+    blend = (original * 0.5 + palette[pred] * 0.5).astype(int)
+    assert (np.abs(overlay - blend).max(axis=2) <= 1).mean() > 0.8
     assert not np.array_equal(overlay, original)  # the colour map is blended in
 
 
-@pytest.mark.skipif(not osp.isfile(CLS), reason='classification demo config not present')
 def test_classification_top5(tmp_path, image, capsys):
     ckpt = str(tmp_path / 'cls.pth')
     meta = _checkpoint(CLS, ckpt)
@@ -68,7 +101,24 @@ def test_classification_top5(tmp_path, image, capsys):
     names = [ln.split()[1] for ln in lines]
     scores = [float(ln.split()[2]) for ln in lines]
     assert len(set(names)) == k and set(names) <= set(meta['classes'])
-    assert scores == sorted(scores, reverse=True) and 0 <= scores[-1] <= scores[0] <= 1
+    assert scores == sorted(scores, reverse=True)
+
+    # The reference: the checkpoint run by hand on the config's test pipeline, the softmax of
+    # the head's logits (not mmpretrain's inferencer that the tool uses).
+    from mmpretrain.apis import init_model
+    model = init_model(CLS, ckpt, device='cpu').eval()
+    init_default_scope('mmpretrain')
+    with torch.no_grad():
+        pipeline = Config.fromfile(CLS).test_dataloader.dataset.pipeline
+        batch = model.data_preprocessor(_test_inputs(pipeline, image))
+        logits = model(batch['inputs'], mode='tensor')
+    probs = torch.softmax(logits[0], dim=0).tolist()
+    assert len(probs) == len(meta['classes'])
+    expected = sorted(zip(probs, meta['classes']), reverse=True)[:k]
+    # the k best scores in order, and each printed name with its own score (4 decimals printed)
+    assert scores == pytest.approx([p for p, _ in expected], abs=5e-5 + 1e-9)
+    for name, score in zip(names, scores):
+        assert score == pytest.approx(probs[meta['classes'].index(name)], abs=5e-5 + 1e-9), name
     if k == len(meta['classes']):  # every class listed: the softmax scores sum to one
         assert sum(scores) == pytest.approx(1.0, abs=1e-3)
 

@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import signal
 import subprocess
@@ -71,6 +72,52 @@ randomness = dict(seed=0, deterministic=True)
     with open(path, 'w') as f:
         f.write(text)
     return path
+
+
+def _coco_eval(ann_file: str, preds: list[dict], classes: tuple[str, ...]) -> dict:
+    """pycocotools' COCOeval stats for DumpDetResults' predictions, per 'bbox' and 'segm'."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(ann_file)
+    # label i is the i-th class of the config's metainfo; its category is the one of that name
+    cat_of_name = {c['name']: c['id'] for c in gt.loadCats(gt.getCatIds())}
+    cat_ids = [cat_of_name[name] for name in classes]
+    img_of_file = {im['file_name']: im['id'] for im in gt.loadImgs(gt.getImgIds())}
+    results = {'bbox': [], 'segm': []}
+    for pred in preds:
+        img_id = pred['img_id']
+        assert img_of_file[osp.basename(pred['img_path'])] == img_id
+        inst = pred['pred_instances']
+        bboxes, scores = np.asarray(inst['bboxes'], float), np.asarray(inst['scores'], float)
+        labels = np.asarray(inst['labels'], int)
+        # the model keeps at most 100 per image: COCO's standard maxDets=100 sees them all, as
+        # CocoMetric's (100, 300, 1000) do
+        assert len(scores) <= 100
+        for box, score, label, mask in zip(bboxes, scores, labels, inst['masks']):
+            x0, y0, x1, y1 = box.tolist()
+            common = dict(image_id=img_id, category_id=cat_ids[label], score=float(score))
+            results['bbox'].append(dict(common, bbox=[x0, y0, x1 - x0, y1 - y0]))
+            if not isinstance(mask, dict):  # a binary array: RLE-encode it
+                mask = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+            # segm results carry no bbox: the instance area (for area ranges) is the mask's
+            results['segm'].append(dict(common, segmentation=mask))
+    stats = {}
+    for iou_type, dets in results.items():
+        assert dets, f'no {iou_type} predictions to evaluate'
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev = COCOeval(gt, gt.loadRes(dets), iou_type)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        stats[iou_type] = ev.stats
+    return stats
 
 
 def _state_dict(ckpt: str) -> dict:
@@ -178,13 +225,23 @@ def test_test_tool_and_image_demo_on_a_checkpoint(tmp_path, tiny_data):
     log = proc.stdout + proc.stderr
     # pycocotools' summary and mmdet's CocoMetric lines for boxes and masks
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]' in log
-    assert 'coco/bbox_mAP:' in log and 'coco/segm_mAP:' in log
     import pickle
     with open(out, 'rb') as f:
         preds = pickle.load(f)
     assert len(preds) == 4  # one entry per validation image
     assert {'bboxes', 'scores', 'labels', 'masks'} <= preds[0]['pred_instances'].keys()
     assert len(list(show_dir.glob('*.png'))) == 4
+    # The printed metrics are COCO's on the dumped predictions: evaluate them with pycocotools
+    # directly, as the COCO result format prescribes, and compare with what the tool printed.
+    ann_file = osp.join(tiny_data, 'annotations', 'instances_val.json')
+    expected = _coco_eval(ann_file, preds, ('circle', 'triangle', 'square'))
+    for iou_type, stats in expected.items():
+        for i, name in enumerate(('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')):
+            printed = re.findall(rf'coco/{iou_type}_{name}: (-?[0-9.]+)', log)
+            assert printed, f'coco/{iou_type}_{name} not printed'
+            # CocoMetric rounds to 3 decimals
+            assert float(printed[-1]) == pytest.approx(stats[i], abs=5e-4 + 1e-9), \
+                (iou_type, name, printed[-1], stats[i])
 
     image = osp.join(tiny_data, 'val', '000000.png')
     drawn = tmp_path / 'drawn.png'
