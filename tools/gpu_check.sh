@@ -46,7 +46,7 @@ step() {
   names+=("$name")
   seconds+=("$((SECONDS - start))")
   if [ $rc -eq 0 ]; then results+=("ok"); else results+=("FAIL($rc)"); failed=1; fi
-  details+=("$(eval "$detail" 2>/dev/null | tr '\n' ' ' | cut -c1-90)")
+  details+=("$(eval "$detail" 2>/dev/null | tr '\n' ' ' | cut -c1-200)")
   tail -n 3 "$LOG/$name.log"
 }
 
