@@ -17,6 +17,7 @@ import os
 import sys
 
 import torch
+from mmengine.config import DictAction
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,8 +33,9 @@ def parse_args(argv=None):
     p.add_argument('--backbone-only', action='store_true', help='count the backbone alone')
     p.add_argument('--core-op', default=None, help="override the backbone's core_op (e.g. DCNv3_pytorch)")
     p.add_argument('--device', default='meta', help="'meta' (shapes only, default) or 'cpu'/'cuda'")
-    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
-                   help='override config entries, as in tools/train.py')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
+                   help='override config entries, as in tools/train.py (parsed by mmengine\'s '
+                   'DictAction: numbers, booleans, None, lists and tuples; nothing is evaluated)')
     args = p.parse_args(argv)
     if (args.config is None) == (args.size is None):
         p.error('give either a CONFIG or --size')
@@ -53,7 +55,7 @@ def _scope_of(cfg) -> str:
 
 def build(args):
     """(model, scope) on the requested device."""
-    from mmengine.config import Config, DictAction  # noqa: F401
+    from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
     if args.size:
@@ -62,12 +64,7 @@ def build(args):
     else:
         cfg = Config.fromfile(args.config)
         if args.cfg_options:
-            opts = {}
-            for item in args.cfg_options:
-                key, value = item.split('=', 1)
-                opts[key] = eval(value, {}, {}) if value[:1] in '[({0123456789-' or value in (
-                    'True', 'False', 'None') else value
-            cfg.merge_from_dict(opts)
+            cfg.merge_from_dict(args.cfg_options)
         scope = _scope_of(cfg)
         cfg_model = cfg.model
         importlib.import_module({'mmdet': 'mmdet_custom', 'mmseg': 'mmseg_custom'}.get(scope, 'mmpretrain_custom'))

@@ -68,3 +68,27 @@ def test_get_flops_tool_reports_published_params_and_flops(capsys):
     assert 'Input shape: (3, 224, 224)' in capsys.readouterr().out
     _, backbone_params = tool.main(['--size', 't', '--backbone-only', '--core-op', 'DCNv3_pytorch'])
     assert round(backbone_params / 1e6, 2) == 28.75
+
+
+def test_get_flops_cfg_options_are_parsed_not_evaluated(tmp_path):
+    # A value that Python would execute stays a string; lists and numbers still parse.
+    import importlib.util
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location('get_flops', os.path.join(root, 'tools', 'get_flops.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    marker = tmp_path / 'executed'
+    config = os.path.join(root, 'configs', 'demo', 'internimage-micro_demo-imagenet-64.py')
+    args = tool.parse_args([config, '--cfg-options',
+                            f"model.head.loss=(__import__('os').system('touch {marker}'))",
+                            'model.backbone.depths=[1,1,3,1]', 'model.backbone.drop_path_rate=0.5'])
+    assert args.cfg_options['model.backbone.depths'] == [1, 1, 3, 1]
+    assert args.cfg_options['model.backbone.drop_path_rate'] == 0.5
+    # A leading parenthesis made the old parser eval() the value; DictAction reads a tuple of text.
+    value = args.cfg_options['model.head.loss']
+    assert not marker.exists() and 'system' in str(value) and not isinstance(value, int)
+    with pytest.raises(Exception):  # the string is not a loss config: the build fails, nothing runs
+        tool.build(args)
+    assert not marker.exists()
