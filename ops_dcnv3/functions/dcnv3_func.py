@@ -7,7 +7,10 @@ remove_center), point p = i*kernel_h + j with i the x tap and j the y tap. Sampl
     loc = wo*stride - pad + c + (i*dilation - c + offset_x) * offset_scale,  c = dilation*(k-1) // 2
 
 and likewise along y. Bilinear sampling reads zero outside the image (a location in (-1, W) still
-blends the border pixels with zeros, exactly like ``grid_sample(padding_mode='zeros')``).
+blends the border pixels with zeros, exactly like ``grid_sample(padding_mode='zeros')``). A point whose
+location is not finite (NaN or infinite offsets) samples nothing, as a far-away one does: it adds zero
+to the output and gets zero gradients, in the compiled kernels and the reference alike (the published
+CUDA kernel's behaviour).
 """
 from __future__ import annotations
 
@@ -112,6 +115,11 @@ def dcnv3_core_pytorch(input: torch.Tensor, offset: torch.Tensor, mask: torch.Te
     off = offset.reshape(n, ho, wo, group, points, 2)
     loc_x = base_x.view(1, 1, wo, 1, 1) + (tx + off[..., 0]) * offset_scale
     loc_y = base_y.view(1, ho, 1, 1, 1) + (ty + off[..., 1]) * offset_scale
+    # Non-finite locations sample nothing, as in the compiled kernels: move them far outside the
+    # image (grid_sample would return NaN for them); torch.where keeps their gradients at zero.
+    finite = torch.isfinite(loc_x) & torch.isfinite(loc_y)
+    outside = torch.full((), -4.0, device=dev, dtype=dt)
+    loc_x, loc_y = torch.where(finite, loc_x, outside), torch.where(finite, loc_y, outside)
     # Pixel coordinate -> grid_sample's [-1, 1] with align_corners=False (pixel centres at +0.5).
     grid = torch.stack(((2 * loc_x + 1) / w - 1, (2 * loc_y + 1) / h - 1), dim=-1)
     grid = grid.permute(0, 3, 1, 2, 4, 5).reshape(n * group, ho, wo * points, 2)
@@ -195,6 +203,15 @@ class DCNv3Function:
                                remove_center)
 
 
+def _differentiable_backward(input, offset, mask, grad_output, params):
+    """Gradients of the reference w.r.t. (input, offset, mask), themselves differentiable."""
+    # Saved tensors that do not require grad become leaves, so autograd.grad can reach them.
+    leaves = [t if t.requires_grad else t.detach().requires_grad_() for t in (input, offset, mask)]
+    out = dcnv3_core_pytorch(*leaves, *params)
+    grads = torch.autograd.grad(out, leaves, grad_output, create_graph=True, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads)]
+
+
 def _register_python_parts() -> None:
     """Fake (meta) kernels, autograd and autocast for the compiled operators."""
 
@@ -219,7 +236,13 @@ def _register_python_parts() -> None:
     def _make_backward(backward_op):
         def _backward(ctx, grad_output):
             input, offset, mask = ctx.saved_tensors
-            grads = backward_op(input, offset, mask, grad_output, *ctx.params)
+            if torch.is_grad_enabled():
+                # create_graph=True (gradient penalties, Hessian-vector products): the compiled
+                # backward has no derivative of its own, so the gradients come from the reference
+                # instead, same values with a graph that can be differentiated again.
+                grads = _differentiable_backward(input, offset, mask, grad_output, ctx.params)
+            else:
+                grads = backward_op(input, offset, mask, grad_output, *ctx.params)
             return tuple(grads) + (None,) * len(ctx.params)
         return _backward
 

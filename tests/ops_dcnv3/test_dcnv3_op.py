@@ -177,15 +177,32 @@ def test_empty_batch_forward_and_backward(fn):
     assert x.grad.shape == x.shape and off.grad.shape == off.shape and m.grad.shape == m.shape
 
 
-@pytest.mark.parametrize('value', [1e6, -1e6, 1e30, float('inf'), float('nan')])
-def test_far_out_of_image_offsets_sample_zeros(value):
+@pytest.mark.parametrize('fn', [compiled, reference], ids=['compiled', 'reference'])
+@pytest.mark.parametrize('value', [1e6, -1e6, 1e30, float('inf'), float('-inf'), float('nan')])
+def test_far_out_of_image_and_non_finite_offsets_sample_zeros(value, fn):
+    # Both paths agree: such a point samples nothing and gets zero gradients (the published kernel's
+    # behaviour); NaN never leaks into the other points.
     x, off, m = (t.requires_grad_() for t in make_inputs(1, 5, 5, 2, 3))
     far = torch.full_like(off, value).requires_grad_()
-    out = compiled(x, far, m, 3, 1, 1, 1, 2, 3, 1.0, 0)
+    out = fn(x, far, m, 3, 1, 1, 1, 2, 3, 1.0, 0)
     assert torch.equal(out, torch.zeros_like(out))
     out.backward(torch.ones_like(out))
     for t in (x, far, m):
         assert torch.equal(t.grad, torch.zeros_like(t.grad))
+    # Only the first point of group 0 astray: the rest equals the loop oracle without that point.
+    x2, off2, m2 = make_inputs(1, 5, 5, 2, 3, seed=3)
+    stray = off2.clone()
+    stray[..., :2] = value
+    ins = [t.clone().requires_grad_() for t in (x2, stray, m2)]
+    out = fn(*ins, 3, 1, 1, 1, 2, 3, 1.0, 0)
+    dropped = m2.clone()
+    dropped[..., 0] = 0
+    want = loop_oracle(x2, off2, dropped, 3, 3, 1, 1, 1, 1, 1, 1, 2, 3, 1.0, 0)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+    out.backward(torch.ones_like(out))
+    assert all(torch.isfinite(t.grad).all() for t in ins)
+    assert torch.equal(ins[1].grad[..., :2], torch.zeros_like(ins[1].grad[..., :2]))
+    assert torch.equal(ins[2].grad[..., 0], torch.zeros_like(ins[2].grad[..., 0]))
 
 
 def published_formulation(x, off, mask, k, s, p, d, group, gc, scale, rc):
@@ -241,3 +258,32 @@ def test_cpu_backward_allowed_under_deterministic_algorithms():
     finally:
         torch.use_deterministic_algorithms(previous)
     assert x.grad is not None and off.grad is not None and m.grad is not None
+
+
+def test_double_backward_gradgradcheck():
+    # create_graph=True (gradient penalties, Hessian-vector products) gets real second derivatives,
+    # checked against finite differences of the first derivatives.
+    x, off, m = make_inputs(1, 4, 4, 2, 3, offset_range=1.5)
+    inputs = [t.clone().requires_grad_() for t in (x, off + 0.123, m)]
+    assert torch.autograd.gradgradcheck(
+        lambda a, b, c: compiled(a, b, c, 3, 1, 1, 1, 2, 3, 1.0, 0), inputs, eps=1e-6, atol=1e-6)
+    # A gradient penalty's gradient equals the one through the grid_sample reference.
+    hvps = []
+    for fn in (compiled, reference):
+        ins = [t.detach().clone().requires_grad_() for t in inputs]
+        grads = torch.autograd.grad(fn(*ins, 3, 1, 1, 1, 2, 3, 1.0, 0).square().sum(), ins,
+                                    create_graph=True)
+        hvps.append(torch.autograd.grad(sum(g.square().sum() for g in grads), ins))
+    for a, b in zip(*hvps):
+        assert a.abs().max() > 1  # non-trivial second derivatives
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_first_order_backward_runs_the_compiled_kernel():
+    # Only create_graph=True takes the reference route; a plain backward stays on the kernel.
+    x, off, m = (t.requires_grad_() for t in make_inputs(1, 5, 5, 2, 3))
+    with torch.autograd.profiler.profile() as prof:
+        compiled(x, off, m, 3, 1, 1, 1, 2, 3, 1.0, 0).sum().backward()
+    names = [e.name for e in prof.function_events]
+    assert names.count('ops_dcnv3::dcnv3_backward') == 1
+    assert not any('grid_sampler' in n for n in names)
