@@ -92,8 +92,8 @@ class DCNv3(nn.Module):
         channels: Feature channels C.
         kernel_size: Deformable kernel size.
         dw_kernel_size: Kernel of the depth-wise conv predicting offsets (default: ``kernel_size``).
-        stride: Sampling stride.
-        pad: Sampling padding.
+        stride: Sampling stride (1: offsets are predicted at the input resolution).
+        pad: Sampling padding, ``dilation * (kernel_size - 1) // 2`` (the output keeps the input size).
         dilation: Kernel dilation.
         group: Groups G (each with C // G channels and its own offsets/masks).
         offset_scale: Scale of the kernel grid and the learned offsets.
@@ -117,6 +117,15 @@ class DCNv3(nn.Module):
                              f'group={group}')
         if remove_center and kernel_size % 2 == 0:
             raise ValueError(f'remove_center needs an odd kernel_size, got {kernel_size}')
+        # Offsets and masks are predicted per input pixel, so the sampling grid must keep the input's
+        # size: stride 1 and "same" padding, pad = dilation*(kernel_size-1)/2.
+        if stride != 1:
+            raise ValueError(f'DCNv3: stride must be 1 (offsets and masks are predicted at the input '
+                             f'resolution, so the output keeps it), got stride={stride}')
+        if 2 * pad != dilation * (kernel_size - 1):
+            raise ValueError(f'DCNv3: pad must be dilation*(kernel_size-1)/2 = '
+                             f'{dilation * (kernel_size - 1) / 2:g} for kernel_size={kernel_size}, '
+                             f'dilation={dilation} (the output keeps the input size), got pad={pad}')
         group_channels = channels // group
         if group_channels & (group_channels - 1):
             # Kept from the published module: power-of-two group widths vectorise best.
@@ -168,6 +177,11 @@ class DCNv3(nn.Module):
         nn.init.constant_(self.output_proj.bias, 0.0)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.dim() != 4 or input.shape[-1] != self.channels:
+            raise ValueError(f'DCNv3: input must be channels-last (N, H, W, C) with C = channels = '
+                             f'{self.channels}, got shape {tuple(input.shape)}'
+                             + (' (channels-first? permute(0, 2, 3, 1) it)' if input.dim() == 4
+                                and input.shape[1] == self.channels else ''))
         n, h, w, _ = input.shape
         x = self.input_proj(input)
         x_proj = x

@@ -125,6 +125,20 @@ def test_module_validation():
         DCNv3(channels=8, group=2, kernel_size=4, remove_center=True)
     with pytest.warns(UserWarning, match='power of 2'):
         DCNv3(channels=12, group=2)
+    # Offsets are predicted per input pixel: the sampling grid must keep the input size.
+    with pytest.raises(ValueError, match='stride must be 1 .* got stride=2'):
+        DCNv3(channels=8, group=2, stride=2)
+    with pytest.raises(ValueError, match=r'pad must be dilation\*\(kernel_size-1\)/2 = 2 .* got pad=1'):
+        DCNv3(channels=8, group=2, kernel_size=5, pad=1)
+    with pytest.raises(ValueError, match=r'pad must be .* = 2 for kernel_size=3, dilation=2'):
+        DCNv3(channels=8, group=2, dilation=2)
+    DCNv3(channels=8, group=2, kernel_size=3, dilation=2, pad=2)  # valid
+    module = DCNv3(channels=8, group=2)
+    with pytest.raises(ValueError, match=r'channels-last \(N, H, W, C\) with C = channels = 8, got '
+                       r'shape \(2, 8, 5, 6\) \(channels-first\? permute'):
+        module(torch.randn(2, 8, 5, 6))
+    with pytest.raises(ValueError, match=r'got shape \(5, 6, 8\)$'):
+        module(torch.randn(5, 6, 8))
 
 
 def test_registered_in_mmengine_models():
