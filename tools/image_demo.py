@@ -27,6 +27,10 @@ from mmengine.config import Config  # noqa: E402
 
 import mmcv_custom  # noqa: E402,F401  torch.load allow-list for mmengine checkpoints
 import mmcv_custom.safe_load  # noqa: E402,F401
+from mmcv_custom.checkpoint import checked_whole_model_loading  # noqa: E402
+
+# The init functions below load non-strictly: within checked_whole_model_loading a checkpoint of
+# another model is refused instead of drawing the predictions of random weights.
 
 
 def parse_args(argv=None):
@@ -46,7 +50,8 @@ def detect(args) -> None:
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
 
-    model = init_detector(args.config, args.checkpoint, device=args.device)
+    with checked_whole_model_loading(args.checkpoint):
+        model = init_detector(args.config, args.checkpoint, device=args.device)
     result = inference_detector(model, args.image)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
@@ -66,7 +71,8 @@ def detect(args) -> None:
 def segment(args) -> None:
     from mmseg.apis import inference_model, init_model, show_result_pyplot
 
-    model = init_model(args.config, args.checkpoint, device=args.device)
+    with checked_whole_model_loading(args.checkpoint):
+        model = init_model(args.config, args.checkpoint, device=args.device)
     # inference has no label map: drop every annotation loader (mmseg only removes its own)
     model.cfg.test_pipeline = [t for t in model.cfg.test_pipeline
                                if 'Annotations' not in t['type']]
@@ -86,8 +92,9 @@ def classify(args) -> None:
     from mmpretrain.apis import ImageClassificationInferencer
     from mmpretrain.visualization import UniversalVisualizer
 
-    inferencer = ImageClassificationInferencer(args.config, pretrained=args.checkpoint,
-                                               device=args.device)
+    with checked_whole_model_loading(args.checkpoint):
+        inferencer = ImageClassificationInferencer(args.config, pretrained=args.checkpoint,
+                                                   device=args.device)
     # mmpretrain draws a progress bar without ending its line, which would swallow the first
     # result line when stdout is not a terminal; for one image the bar says nothing anyway.
     with contextlib.redirect_stdout(io.StringIO()):

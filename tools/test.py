@@ -21,6 +21,8 @@ for path in (ROOT, osp.dirname(osp.abspath(__file__))):
 from mmengine.config import DictAction  # noqa: E402
 from train import build_runner, load_config  # noqa: E402  (tools/train.py; imports mmcv_custom)
 
+from mmcv_custom.checkpoint import checked_whole_model_loading  # noqa: E402
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint.')
@@ -95,7 +97,10 @@ def main(argv: list[str] | None = None):
         else:
             from mmengine.evaluator import DumpResults as Dump
         runner.test_evaluator.metrics.append(Dump(out_file_path=dump_file))
-    return runner.test()
+    # The Runner loads `load_from` non-strictly inside test(): a checkpoint of another model
+    # would be evaluated as random weights (mAP 0, exit 0) unless refused as it is loaded.
+    with checked_whole_model_loading(args.checkpoint):
+        return runner.test()
 
 
 if __name__ == '__main__':

@@ -524,7 +524,9 @@ class InternImage(BaseModule):
         """Load ``init_cfg`` ``Pretrained`` checkpoints in the published layout; else mmengine's init.
 
         Without ``init_cfg`` the weights stay as constructed (truncated-normal Linear layers,
-        DCNv3's own initialisation).
+        DCNv3's own initialisation). A checkpoint that matches none of the backbone's tensors
+        raises :class:`~mmcv_custom.checkpoint.CheckpointMismatchError` (naming the file and the
+        likely cause) instead of leaving the backbone at its random initialisation.
         """
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
