@@ -6,7 +6,9 @@ One tool for every task of this project: the config's ``default_scope`` (``mmdet
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
     tools/dist_train.sh CONFIG NPROC [same options]      # several processes / machines
 
-Without a GPU, distributed runs use the gloo backend on CPU.
+Without a GPU, distributed runs use the gloo backend on CPU. Checkpoints are written atomically,
+one run at a time may use a work dir, and ``--resume`` refuses a checkpoint of another model
+(:mod:`mmcv_custom.runner_safety`).
 """
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ if ROOT not in sys.path:
 
 import torch  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
+from mmengine.hooks import CheckpointHook, Hook  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmcv_custom  # noqa: E402,F401  torch.load allow-list for mmengine checkpoints
 import mmcv_custom.safe_load  # noqa: E402,F401  (explicit: the package may import lazily)
+from mmcv_custom.runner_safety import ResumeCheckHook, WorkDirLock  # noqa: E402  (and the hook)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -242,6 +245,27 @@ class RNGStateHook(Hook):
             torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
 
+def use_atomic_checkpoints(cfg: Config) -> None:
+    """Save checkpoints with ``AtomicCheckpointHook`` where the config uses mmengine's hook.
+
+    mmengine's ``CheckpointHook`` deletes the old checkpoint before writing the new one in place:
+    a crash while saving leaves nothing to resume from. The replacement takes the same arguments
+    (see :mod:`mmcv_custom.runner_safety`). Other checkpoint hooks are left as they are.
+    """
+    if cfg.get('default_hooks') is None:  # mmengine then registers its defaults
+        cfg.default_hooks = ConfigDict()
+    default_hooks = cfg.default_hooks
+    if 'checkpoint' not in default_hooks:  # mmengine's default: CheckpointHook(interval=1)
+        default_hooks['checkpoint'] = ConfigDict(type='CheckpointHook', interval=1)
+    hook = default_hooks['checkpoint']
+    if not isinstance(hook, dict):
+        return  # disabled (None) or a hook object
+    kind = hook.get('type')
+    if kind is CheckpointHook or (isinstance(kind, str) and
+                                  kind.rsplit('.', 1)[-1] == 'CheckpointHook'):
+        hook['type'] = 'AtomicCheckpointHook'
+
+
 def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
@@ -277,9 +301,13 @@ def main(argv: list[str] | None = None) -> Runner:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    runner = build_runner(cfg)
-    runner.register_hook(RNGStateHook())
-    runner.train()
+    use_atomic_checkpoints(cfg)
+    # Before the Runner exists: building it already writes logs and the config into the work dir.
+    with WorkDirLock(cfg.work_dir, launcher=args.launcher):
+        runner = build_runner(cfg)
+        runner.register_hook(RNGStateHook())
+        runner.register_hook(ResumeCheckHook())
+        runner.train()
     return runner
 
 
