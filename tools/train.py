@@ -89,13 +89,14 @@ def _bad(ann_file: str, what: str) -> ValueError:
     return ValueError(f'malformed annotation file {ann_file}: {what}')
 
 
-def check_coco_annotations(ann_file: str, img_dir: str | None) -> None:
+def check_coco_annotations(ann_file: str, img_dir: str | None, training: bool = False) -> None:
     """Fail early, naming the file, on a COCO json that mmdet would choke on mid-run.
 
     Checks the structure of ``images``, ``annotations`` and ``categories``, that boxes are
     ``[x, y, w, h]`` with ``w, h >= 0``, that polygons have an even number (>= 6) of coordinates,
     that every annotation points at a listed image and category and, when ``img_dir`` is given,
-    that every image file exists.
+    that every image file exists. A file without images (and, for ``training``, without
+    annotations) is refused: mmdet would stop later with "need at least one array to concatenate".
     """
     import json
     import numbers
@@ -114,6 +115,10 @@ def check_coco_annotations(ann_file: str, img_dir: str | None) -> None:
     for key in ('images', 'annotations', 'categories'):
         if not isinstance(coco.get(key), list):
             raise _bad(ann_file, f'{key!r} must be a list')
+    if not coco['images'] or (training and not coco['annotations']):
+        raise _bad(ann_file, f'it has {len(coco["images"])} images and {len(coco["annotations"])} '
+                   'annotations: ' + ('a dataset needs images' if not coco['images'] else
+                                      'training needs annotated images'))
     image_ids = set()
     for i, img in enumerate(coco['images']):
         if not isinstance(img, dict) or not {'id', 'file_name'} <= img.keys():
@@ -187,7 +192,7 @@ def check_datasets(cfg: Config) -> None:
                 ann_file = osp.join(root, ann_file)
             prefix = (ds.get('data_prefix') or {}).get('img', '')
             img_dir = prefix if osp.isabs(prefix) else osp.join(root, prefix)
-            check_coco_annotations(ann_file, img_dir)
+            check_coco_annotations(ann_file, img_dir, training=loader == 'train_dataloader')
 
 
 def default_work_dir(config: str) -> str:

@@ -307,3 +307,22 @@ def test_truncated_json_is_named(tmp_path, tiny_data):
         f.write(text[: len(text) // 2])
     err = _tool_error(write_config(tmp_path / 'cfg.py', root))
     assert f'malformed annotation file {ann_file}: not valid JSON' in err
+
+
+@pytest.mark.parametrize('split, emptied, message', [
+    ('train', ('images', 'annotations'), 'it has 0 images and 0 annotations: a dataset needs images'),
+    ('train', ('annotations',), 'annotations: training needs annotated images'),
+    ('val', ('images', 'annotations'), 'it has 0 images and 0 annotations'),
+])
+def test_empty_annotation_file_is_named(tmp_path, tiny_data, split, emptied, message):
+    # mmdet would stop later with "need at least one array to concatenate".
+    root = _broken_copy(tmp_path, tiny_data)
+    ann_file = osp.join(root, 'annotations', f'instances_{split}.json')
+    with open(ann_file) as f:
+        coco = json.load(f)
+    for key in emptied:
+        coco[key] = []
+    with open(ann_file, 'w') as f:
+        json.dump(coco, f)
+    err = _tool_error(write_config(tmp_path / 'cfg.py', root))
+    assert f'malformed annotation file {ann_file}' in err and message in err
