@@ -1,7 +1,10 @@
 // Operator schema of ops_dcnv3 (defined once here; backends register kernels with
-// TORCH_LIBRARY_IMPL) and the Python module stub. The module is built against the limited Python API:
+// TORCH_LIBRARY_IMPL), the argument checks and launcher set-up every backend shares, and the Python
+// module stub. The module is built against the limited Python API:
 // it holds no functions, importing it only runs the static registrations.
 #include <Python.h>
+// (Python.h first, as it asks)
+#include <ATen/OpMathType.h>
 #include <torch/library.h>
 
 #include "dcnv3.h"
@@ -58,6 +61,30 @@ Geometry check_and_geometry(const at::Tensor& input, const at::Tensor& offset, c
               "dcnv3: mask must be (", g.n, ", ", g.ho, ", ", g.wo, ", ", group * g.points,
               "), got ", mask.sizes());
   return g;
+}
+
+ForwardArgs prepare_forward(const Geometry& g, const at::Tensor& input, const at::Tensor& offset,
+                            const at::Tensor& mask) {
+  ForwardArgs a{input.contiguous(), offset.contiguous(), mask.contiguous(), {}};
+  a.output = at::empty({g.n, g.ho, g.wo, g.channels()}, a.input.options());
+  return a;
+}
+
+BackwardArgs prepare_backward(const Geometry& g, const at::Tensor& input, const at::Tensor& offset,
+                              const at::Tensor& mask, const at::Tensor& grad_output) {
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef({g.n, g.ho, g.wo, g.channels()}),
+              "dcnv3_backward: grad_output must be (", g.n, ", ", g.ho, ", ", g.wo, ", ",
+              g.channels(), "), got ", grad_output.sizes());
+  BackwardArgs a;
+  a.input = input.contiguous();
+  a.offset = offset.contiguous();
+  a.mask = mask.contiguous();
+  a.grad_output = grad_output.to(a.input.scalar_type()).contiguous();
+  a.grad_input = at::zeros(a.input.sizes(),
+                           a.input.options().dtype(at::toOpMathType(a.input.scalar_type())));
+  a.grad_offset = at::empty(a.offset.sizes(), a.offset.options());
+  a.grad_mask = at::empty(a.mask.sizes(), a.mask.options());
+  return a;
 }
 
 }  // namespace ops_dcnv3

@@ -5,6 +5,7 @@
 #include <c10/macros/Macros.h>
 
 #include <cstdint>
+#include <tuple>
 
 namespace ops_dcnv3 {
 
@@ -29,5 +30,28 @@ Geometry check_and_geometry(const at::Tensor& input, const at::Tensor& offset, c
                             int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
                             int64_t group, int64_t group_channels, double offset_scale,
                             int64_t remove_center);
+
+// Contiguous operands and the output of a forward call, shared by every backend's launcher.
+struct ForwardArgs {
+  at::Tensor input, offset, mask;  // contiguous
+  at::Tensor output;               // (N, Ho, Wo, C), uninitialised
+};
+ForwardArgs prepare_forward(const Geometry& g, const at::Tensor& input, const at::Tensor& offset,
+                            const at::Tensor& mask);
+
+// Contiguous operands and gradient buffers of a backward call. grad_input accumulates in the
+// opmath type (float32 for half types), zero-initialised; the offset and mask gradients are written
+// once per point, so they start uninitialised.
+struct BackwardArgs {
+  at::Tensor input, offset, mask, grad_output;  // contiguous, grad_output in input's dtype
+  at::Tensor grad_input, grad_offset, grad_mask;
+  // The gradients to return, grad_input converted back to the input's dtype.
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> result() const {
+    return {grad_input.to(input.scalar_type()), grad_offset, grad_mask};
+  }
+};
+// Also checks grad_output's shape against the geometry.
+BackwardArgs prepare_backward(const Geometry& g, const at::Tensor& input, const at::Tensor& offset,
+                              const at::Tensor& mask, const at::Tensor& grad_output);
 
 }  // namespace ops_dcnv3

@@ -69,14 +69,13 @@ at::Tensor dcnv3_forward_cpu(const at::Tensor& input, const at::Tensor& offset, 
                                         pad_h, pad_w, dilation_h, dilation_w, group, group_channels,
                                         offset_scale, remove_center);
   TORCH_CHECK(input.device().is_cpu(), "dcnv3_forward_cpu: tensors must be on the CPU");
-  const at::Tensor in = input.contiguous(), off = offset.contiguous(), msk = mask.contiguous();
-  at::Tensor output = at::empty({g.n, g.ho, g.wo, g.channels()}, in.options());
-  if (output.numel() == 0) return output;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.scalar_type(), "dcnv3_forward_cpu", [&] {
-    forward_kernel<scalar_t>(in.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
-                             msk.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), g);
+  const ForwardArgs a = prepare_forward(g, input, offset, mask);
+  if (a.output.numel() == 0) return a.output;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, a.input.scalar_type(), "dcnv3_forward_cpu", [&] {
+    forward_kernel<scalar_t>(a.input.const_data_ptr<scalar_t>(), a.offset.const_data_ptr<scalar_t>(),
+                             a.mask.const_data_ptr<scalar_t>(), a.output.mutable_data_ptr<scalar_t>(), g);
   });
-  return output;
+  return a.output;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_backward_cpu(
@@ -89,25 +88,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_backward_cpu(
                                         offset_scale, remove_center);
   TORCH_CHECK(input.device().is_cpu() && grad_output.device().is_cpu(),
               "dcnv3_backward_cpu: tensors must be on the CPU");
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef({g.n, g.ho, g.wo, g.channels()}),
-              "dcnv3_backward: grad_output must be (", g.n, ", ", g.ho, ", ", g.wo, ", ",
-              g.channels(), "), got ", grad_output.sizes());
-  const at::Tensor in = input.contiguous(), off = offset.contiguous(), msk = mask.contiguous();
-  const at::Tensor gout = grad_output.to(in.scalar_type()).contiguous();
-  const auto opmath = at::toOpMathType(in.scalar_type());
-  at::Tensor grad_input = at::zeros(in.sizes(), in.options().dtype(opmath));
-  at::Tensor grad_offset = at::empty(off.sizes(), off.options());
-  at::Tensor grad_mask = at::empty(msk.sizes(), msk.options());
-  if (gout.numel() > 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.scalar_type(), "dcnv3_backward_cpu", [&] {
+  const BackwardArgs a = prepare_backward(g, input, offset, mask, grad_output);
+  if (a.grad_output.numel() > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, a.input.scalar_type(), "dcnv3_backward_cpu", [&] {
       backward_kernel<scalar_t>(
-          in.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
-          msk.const_data_ptr<scalar_t>(), gout.const_data_ptr<scalar_t>(),
-          grad_input.mutable_data_ptr<at::opmath_type<scalar_t>>(),
-          grad_offset.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), g);
+          a.input.const_data_ptr<scalar_t>(), a.offset.const_data_ptr<scalar_t>(),
+          a.mask.const_data_ptr<scalar_t>(), a.grad_output.const_data_ptr<scalar_t>(),
+          a.grad_input.mutable_data_ptr<at::opmath_type<scalar_t>>(),
+          a.grad_offset.mutable_data_ptr<scalar_t>(), a.grad_mask.mutable_data_ptr<scalar_t>(), g);
     });
   }
-  return {grad_input.to(in.scalar_type()), grad_offset, grad_mask};
+  return a.result();
 }
 
 }  // namespace

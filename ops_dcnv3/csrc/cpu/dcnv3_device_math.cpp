@@ -24,14 +24,13 @@ at::Tensor dcnv3_device_math_forward(const at::Tensor& input, const at::Tensor& 
                                         pad_h, pad_w, dilation_h, dilation_w, group, group_channels,
                                         offset_scale, remove_center);
   TORCH_CHECK(input.device().is_cpu(), "dcnv3_device_math: tensors must be on the CPU");
-  const at::Tensor in = input.contiguous(), off = offset.contiguous(), msk = mask.contiguous();
-  at::Tensor output = at::empty({g.n, g.ho, g.wo, g.channels()}, in.options());
-  const int64_t total = output.numel();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.scalar_type(), "dcnv3_device_math_forward", [&] {
-    const scalar_t* in_p = in.const_data_ptr<scalar_t>();
-    const scalar_t* off_p = off.const_data_ptr<scalar_t>();
-    const scalar_t* msk_p = msk.const_data_ptr<scalar_t>();
-    scalar_t* out_p = output.mutable_data_ptr<scalar_t>();
+  const ForwardArgs a = prepare_forward(g, input, offset, mask);
+  const int64_t total = a.output.numel();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "dcnv3_device_math_forward", [&] {
+    const scalar_t* in_p = a.input.const_data_ptr<scalar_t>();
+    const scalar_t* off_p = a.offset.const_data_ptr<scalar_t>();
+    const scalar_t* msk_p = a.mask.const_data_ptr<scalar_t>();
+    scalar_t* out_p = a.output.mutable_data_ptr<scalar_t>();
     // Output elements are independent (one CUDA thread each), so they may run in parallel here.
     at::parallel_for(0, total, 1024, [&](int64_t begin, int64_t end) {
       for (int64_t index = begin; index < end; ++index) {
@@ -39,7 +38,7 @@ at::Tensor dcnv3_device_math_forward(const at::Tensor& input, const at::Tensor& 
       }
     });
   });
-  return output;
+  return a.output;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_device_math_backward(
@@ -52,27 +51,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_device_math_backward(
                                         offset_scale, remove_center);
   TORCH_CHECK(input.device().is_cpu() && grad_output.device().is_cpu(),
               "dcnv3_device_math: tensors must be on the CPU");
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef({g.n, g.ho, g.wo, g.channels()}),
-              "dcnv3_backward: grad_output must be (", g.n, ", ", g.ho, ", ", g.wo, ", ",
-              g.channels(), "), got ", grad_output.sizes());
-  const at::Tensor in = input.contiguous(), off = offset.contiguous(), msk = mask.contiguous();
-  const at::Tensor gout = grad_output.to(in.scalar_type()).contiguous();
-  // Same buffers as the CUDA launcher: grad_input accumulates in opmath (float32 for half types).
-  at::Tensor grad_input = at::zeros(in.sizes(), in.options().dtype(at::toOpMathType(in.scalar_type())));
-  at::Tensor grad_offset = at::empty(off.sizes(), off.options());
-  at::Tensor grad_mask = at::empty(msk.sizes(), msk.options());
-  const int64_t total = msk.numel();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.scalar_type(), "dcnv3_device_math_backward", [&] {
+  // The CUDA launcher's buffers: grad_input accumulates in opmath (float32 for half types).
+  const BackwardArgs a = prepare_backward(g, input, offset, mask, grad_output);
+  const int64_t total = a.mask.numel();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "dcnv3_device_math_backward", [&] {
     // One point after another: scatter_add is a plain add here, where the device adds atomically.
     for (int64_t index = 0; index < total; ++index) {
-      element::backward_point(in.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
-                              msk.const_data_ptr<scalar_t>(), gout.const_data_ptr<scalar_t>(),
-                              grad_input.mutable_data_ptr<at::opmath_type<scalar_t>>(),
-                              grad_offset.mutable_data_ptr<scalar_t>(),
-                              grad_mask.mutable_data_ptr<scalar_t>(), g, index);
+      element::backward_point(a.input.const_data_ptr<scalar_t>(), a.offset.const_data_ptr<scalar_t>(),
+                              a.mask.const_data_ptr<scalar_t>(), a.grad_output.const_data_ptr<scalar_t>(),
+                              a.grad_input.mutable_data_ptr<at::opmath_type<scalar_t>>(),
+                              a.grad_offset.mutable_data_ptr<scalar_t>(),
+                              a.grad_mask.mutable_data_ptr<scalar_t>(), g, index);
     }
   });
-  return {grad_input.to(in.scalar_type()), grad_offset, grad_mask};
+  return a.result();
 }
 
 }  // namespace

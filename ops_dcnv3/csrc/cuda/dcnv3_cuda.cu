@@ -73,18 +73,17 @@ at::Tensor dcnv3_forward_cuda(const at::Tensor& input, const at::Tensor& offset,
                                         offset_scale, remove_center);
   TORCH_CHECK(input.is_cuda(), "dcnv3_forward_cuda: tensors must be on a CUDA device");
   const c10::cuda::CUDAGuard guard(input.device());
-  const at::Tensor in = input.contiguous(), off = offset.contiguous(), msk = mask.contiguous();
-  at::Tensor output = at::empty({g.n, g.ho, g.wo, g.channels()}, in.options());
-  const int64_t total = output.numel();
-  if (total == 0) return output;
+  const ForwardArgs a = prepare_forward(g, input, offset, mask);
+  const int64_t total = a.output.numel();
+  if (total == 0) return a.output;
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.scalar_type(), "dcnv3_forward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "dcnv3_forward_cuda", [&] {
     dcnv3_forward_kernel<scalar_t><<<num_blocks(total), kThreads, 0, stream>>>(
-        in.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(), msk.const_data_ptr<scalar_t>(),
-        output.mutable_data_ptr<scalar_t>(), g, total);
+        a.input.const_data_ptr<scalar_t>(), a.offset.const_data_ptr<scalar_t>(),
+        a.mask.const_data_ptr<scalar_t>(), a.output.mutable_data_ptr<scalar_t>(), g, total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return output;
+  return a.output;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_backward_cuda(
@@ -97,30 +96,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_backward_cuda(
                                         offset_scale, remove_center);
   TORCH_CHECK(input.is_cuda() && grad_output.device() == input.device(),
               "dcnv3_backward_cuda: tensors must be on one CUDA device");
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef({g.n, g.ho, g.wo, g.channels()}),
-              "dcnv3_backward: grad_output must be (", g.n, ", ", g.ho, ", ", g.wo, ", ",
-              g.channels(), "), got ", grad_output.sizes());
   // Float atomicAdd into grad_input: the summation order varies from run to run.
   at::globalContext().alertNotDeterministic("dcnv3_backward_cuda");
   const c10::cuda::CUDAGuard guard(input.device());
-  const at::Tensor in = input.contiguous(), off = offset.contiguous(), msk = mask.contiguous();
-  const at::Tensor gout = grad_output.to(in.scalar_type()).contiguous();
-  at::Tensor grad_input = at::zeros(in.sizes(), in.options().dtype(at::toOpMathType(in.scalar_type())));
-  at::Tensor grad_offset = at::empty(off.sizes(), off.options());
-  at::Tensor grad_mask = at::empty(msk.sizes(), msk.options());
-  const int64_t total = msk.numel();
+  const BackwardArgs a = prepare_backward(g, input, offset, mask, grad_output);
+  const int64_t total = a.mask.numel();
   if (total > 0) {
     const auto stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.scalar_type(), "dcnv3_backward_cuda", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "dcnv3_backward_cuda", [&] {
       dcnv3_backward_kernel<scalar_t><<<num_blocks(total), kThreads, 0, stream>>>(
-          in.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
-          msk.const_data_ptr<scalar_t>(), gout.const_data_ptr<scalar_t>(),
-          grad_input.mutable_data_ptr<at::opmath_type<scalar_t>>(),
-          grad_offset.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(), g, total);
+          a.input.const_data_ptr<scalar_t>(), a.offset.const_data_ptr<scalar_t>(),
+          a.mask.const_data_ptr<scalar_t>(), a.grad_output.const_data_ptr<scalar_t>(),
+          a.grad_input.mutable_data_ptr<at::opmath_type<scalar_t>>(),
+          a.grad_offset.mutable_data_ptr<scalar_t>(), a.grad_mask.mutable_data_ptr<scalar_t>(), g,
+          total);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
-  return {grad_input.to(in.scalar_type()), grad_offset, grad_mask};
+  return a.result();
 }
 
 }  // namespace
