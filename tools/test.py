@@ -19,7 +19,7 @@ for path in (ROOT, osp.dirname(osp.abspath(__file__))):
         sys.path.insert(0, path)
 
 from mmengine.config import DictAction  # noqa: E402
-from train import build_runner, load_config  # noqa: E402  (tools/train.py; imports mmcv_custom)
+from train import build_runner, creates_process_group, load_config, release_process_group  # noqa: E402  (tools/train.py; imports mmcv_custom)
 
 from mmcv_custom.checkpoint import checked_whole_model_loading  # noqa: E402
 
@@ -64,6 +64,7 @@ def enable_visualization(cfg, scope: str, show_dir: str) -> None:
 
 def main(argv: list[str] | None = None):
     args = parse_args(argv)
+    owns_process_group = creates_process_group(args.launcher)
     cfg = load_config(args)
     scope = cfg.get('default_scope', 'mmengine')
     cfg.load_from = args.checkpoint
@@ -100,7 +101,10 @@ def main(argv: list[str] | None = None):
     # The Runner loads `load_from` non-strictly inside test(): a checkpoint of another model
     # would be evaluated as random weights (mAP 0, exit 0) unless refused as it is loaded.
     with checked_whole_model_loading(args.checkpoint):
-        return runner.test()
+        metrics = runner.test()
+    if owns_process_group:  # before interpreter exit: see release_process_group in train.py
+        release_process_group(runner)
+    return metrics
 
 
 if __name__ == '__main__':

@@ -277,8 +277,58 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+def creates_process_group(launcher: str) -> bool:
+    """Whether a run with ``launcher`` initialises the default process group itself.
+
+    Call before :func:`load_config`: :func:`setup_device` (gloo on CPU) or, on a GPU, the Runner
+    creates it. A group that the caller initialised beforehand stays the caller's.
+    """
+    import torch.distributed as dist
+    return launcher != 'none' and dist.is_available() and not dist.is_initialized()
+
+
+def release_process_group(runner: Runner) -> None:
+    """Destroy the default process group after a successful run, before the interpreter exits.
+
+    Neither mmengine nor torch does it. Left alive, gloo's worker threads (``pt_gloo_runloop``)
+    outlive ``main``, and one that drops the last reference to a finished collective
+    after ``Py_FinalizeEx`` has begun needs the GIL to free its tensors: Python ends such a
+    thread with ``pthread_exit``, whose forced unwinding through a ``noexcept`` frame aborts the
+    process (``terminate called without an active exception``, SIGABRT) after training finished.
+
+    Here the group is destroyed while the interpreter is fully alive: a barrier (every rank is
+    past its last collective), ``destroy_process_group``, then the group's last owners go. DDP's
+    reducer owns it too, so the runner's model is unwrapped from DDP (useless without its group)
+    and the wrapper's reference cycles collected; the group object itself is dropped last, through
+    its Python handle, whose destructor releases the GIL while it joins the worker threads (a
+    worker may need the GIL to free its last collective's tensors). Not called when the run
+    failed: the other ranks may never reach the barrier, and torchrun ends them.
+    """
+    import gc
+
+    import torch.distributed as dist
+    from mmengine.model import is_model_wrapper
+
+    if not dist.is_initialized():
+        return
+    dist.barrier()
+    group = dist.group.WORLD  # kept until the wrapper is gone, so that it is the last owner
+    dist.destroy_process_group()
+    if is_model_wrapper(runner.model):
+        runner.model = runner.model.module
+    gc.collect()
+    del group  # ~ProcessGroupGloo joins its threads here, the GIL released
+
+
 def main(argv: list[str] | None = None) -> Runner:
+    """Train; return the Runner.
+
+    When the run created the process group (``--launcher`` other than ``none``), the group is
+    destroyed at the end of a successful run and the returned Runner's model is no longer
+    wrapped in DDP (:func:`release_process_group`).
+    """
     args = parse_args(argv)
+    owns_process_group = creates_process_group(args.launcher)
     cfg = load_config(args)
 
     if args.amp:
@@ -313,6 +363,8 @@ def main(argv: list[str] | None = None) -> Runner:
         runner.register_hook(RNGStateHook())
         runner.register_hook(ResumeCheckHook())
         runner.train()
+    if owns_process_group:
+        release_process_group(runner)
     return runner
 
 
