@@ -25,6 +25,7 @@ from mmengine.model import BaseModule
 from ops_dcnv3.modules.dcnv3 import (
     build_act_layer,
     build_norm_layer,
+    channels_last_to_conv_input,
     to_channels_first,
     to_channels_last,
 )
@@ -141,7 +142,7 @@ class DownsampleLayer(nn.Module):
         self.norm = build_norm(2 * channels, norm_layer, 'channels_first', 'channels_last')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x.permute(0, 3, 1, 2)))
+        return self.norm(self.conv(channels_last_to_conv_input(x)))
 
 
 class MLPLayer(nn.Module):

@@ -32,6 +32,18 @@ class to_channels_last(nn.Module):  # noqa: N801  (published name)
         return x.permute(0, 2, 3, 1)
 
 
+def channels_last_to_conv_input(x: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, C) -> (N, C, H, W) for a convolution.
+
+    Eagerly a permuted view: convolutions run channels-last strided inputs without a copy. Under
+    torch.compile it is made contiguous, because with dynamic shapes Inductor (torch 2.14) cannot
+    order the symbolic strides of a permuted convolution input ("cannot determine truth value of
+    Relational"), which broke multi-scale training at the first recompilation.
+    """
+    x = x.permute(0, 3, 1, 2)
+    return x.contiguous() if torch.compiler.is_compiling() else x
+
+
 def build_norm_layer(dim: int, norm_layer: str, in_format: str = 'channels_last',
                      out_format: str = 'channels_last', eps: float = 1e-6) -> nn.Sequential:
     """Norm wrapped with the permutes its layout needs (parameter-free, so keys are ``.1.weight``)."""
@@ -185,7 +197,7 @@ class DCNv3(nn.Module):
         n, h, w, _ = input.shape
         x = self.input_proj(input)
         x_proj = x
-        x1 = self.dw_conv(input.permute(0, 3, 1, 2))
+        x1 = self.dw_conv(channels_last_to_conv_input(input))
         offset = self.offset(x1)
         mask = self.mask(x1).reshape(n, h, w, self.group, -1)
         # Softmax over the P points of each group; cast back as published (softmax may upcast).

@@ -302,3 +302,22 @@ def test_error_messages(case, error, pattern, reference):
         x, off, m = (t.long() for t in (x, off, m))
     with pytest.raises(error, match=pattern):
         _call(x, off, m, reference=reference, **kw)
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor_with_changing_input_sizes():
+    # Multi-scale training: the second size recompiles with dynamic shapes (Inductor failed there
+    # with "cannot determine truth value of Relational"); every size equals eager, with gradients.
+    torch.manual_seed(0)
+    module = DCNv3(channels=16, group=2)
+    _randomise(module)
+    compiled = torch.compile(module, backend='inductor')
+    for hw in [(6, 6), (7, 9), (10, 5)]:
+        x = torch.randn(2, *hw, 16, requires_grad=True)
+        out = compiled(x)
+        out.square().sum().backward()
+        grad, x.grad = x.grad, None
+        want = module(x)
+        want.square().sum().backward()
+        torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(grad, x.grad, rtol=1e-4, atol=1e-4)
