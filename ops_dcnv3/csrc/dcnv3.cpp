@@ -7,6 +7,12 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <string>
+
 #include "dcnv3.h"
 
 namespace ops_dcnv3 {
@@ -85,6 +91,29 @@ BackwardArgs prepare_backward(const Geometry& g, const at::Tensor& input, const 
   a.grad_offset = at::empty(a.offset.sizes(), a.offset.options());
   a.grad_mask = at::empty(a.mask.sizes(), a.mask.options());
   return a;
+}
+
+LaunchConfig launch_config(const Geometry& g, std::initializer_list<const at::Tensor*> tensors,
+                           std::initializer_list<const at::Tensor*> vector_accessed) {
+  LaunchConfig cfg{1, true};
+  // DCNV3_INDEX_BITS=64 forces 64-bit index arithmetic, so tests can run that form on small tensors.
+  const char* bits = std::getenv("DCNV3_INDEX_BITS");
+  if (bits != nullptr && std::string(bits) == "64") cfg.index32 = false;
+  for (const at::Tensor* t : tensors) {
+    cfg.index32 = cfg.index32 && t->numel() < std::numeric_limits<int32_t>::max();
+  }
+  if (vector_accessed.size() == 0) return cfg;
+  const int64_t elem = (*vector_accessed.begin())->element_size();
+  cfg.cpl = static_cast<int>(std::min<int64_t>(8, 16 / elem));
+  const auto aligned = [&](int cpl) {
+    if (g.group_channels % cpl != 0) return false;
+    for (const at::Tensor* t : vector_accessed) {
+      if (reinterpret_cast<uintptr_t>(t->const_data_ptr()) % (cpl * elem) != 0) return false;
+    }
+    return true;
+  };
+  while (cfg.cpl > 1 && !aligned(cfg.cpl)) cfg.cpl /= 2;
+  return cfg;
 }
 
 }  // namespace ops_dcnv3

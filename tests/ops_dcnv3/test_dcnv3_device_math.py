@@ -1,9 +1,12 @@
 """The CUDA kernels' arithmetic executed on the CPU (``dcnv3_device_math``).
 
-The CUDA kernels are grid-stride loops over ``element::forward_element`` and ``element::backward_point``
-of ``csrc/dcnv3_element.h``; ``dcnv3_device_math`` runs those same functions on the host, so these tests
-check the CUDA math on every run, GPU or not: float64 parity with the loop oracle, gradcheck, reduced
-precision against float64 with the CUDA tests' tolerances, and the edge cases of the CPU operator.
+The CUDA kernels are grid-stride loops over warps whose lanes call the per-lane functions of
+``csrc/dcnv3_element.h`` (``forward_lane``, ``backward_lane_point``, ``team_allreduce``,
+``write_point_gradients``); ``dcnv3_device_math`` runs those same functions on the host with the kernels'
+lane layout, a warp emulated as a loop over its 32 lanes, so these tests check the CUDA math on every run,
+GPU or not: float64 parity with the loop oracle, gradcheck, reduced precision against float64 with the
+CUDA tests' tolerances, every lane layout (1-8 channels per lane, teams of 1-32 lanes, several chunks),
+32- and 64-bit indexing, and the edge cases of the CPU operator.
 """
 import os
 import re
@@ -27,8 +30,11 @@ CONFIGS = [
     (1, 7, 7, 2, 3, 5, 3, 2, 2, 2, 1, 1, 2, 2.0, 1),
     (2, 5, 5, 2, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1.0, 1),
     (1, 4, 5, 2, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1.0, 1),
+    # 72 channels: in float64 (2 per lane) 36 lanes' worth, so teams of 32 lanes in two chunks
+    (1, 3, 4, 1, 72, 3, 3, 1, 1, 1, 1, 1, 1, 1.0, 0),
 ]
-IDS = ['k3', 'k3x5-s2x1-p0x2-d1x2', 'k2-s1x2-p1x0-d2x1', 'k4x2-d12', 'k5x3-rc', 'd16-rc', 'k1-rc-P0']
+IDS = ['k3', 'k3x5-s2x1-p0x2-d1x2', 'k2-s1x2-p1x0-d2x1', 'k4x2-d12', 'k5x3-rc', 'd16-rc', 'k1-rc-P0',
+       'd72-two-chunks']
 
 
 def _args(cfg):
@@ -165,18 +171,82 @@ def test_errors_name_the_argument():
         dcnv3_device_math(*(t.to('meta') for t in (x, off, m)), *_args(CONFIGS[0]))
 
 
+# Lane layouts (channels per lane, lanes per item, chunks) that the launch configuration picks:
+# float32 takes up to 4 channels per lane, float16/bfloat16 up to 8, float64 up to 2, odd
+# group_channels 1; teams are the next power of two (idle lanes), at most 32 (then chunks).
+LAYOUT_CASES = [
+    (torch.float32, 16), (torch.float32, 12), (torch.float32, 6), (torch.float32, 5),
+    (torch.float16, 16), (torch.float16, 24), (torch.bfloat16, 12), (torch.bfloat16, 3),
+    (torch.float32, 260), (torch.float16, 264),
+]
+
+
+@pytest.mark.parametrize('dtype,gc', LAYOUT_CASES, ids=lambda v: str(v).replace('torch.', ''))
+def test_lane_layouts_match_float64(dtype, gc):
+    # Warps hold several items, the last warp is partly idle (15 items), teams round up.
+    cfg = (1, 3, 5, 1, gc, 3, 3, 1, 1, 1, 1, 1, 1, 1.0, 0)
+    test_reduced_precision_vs_float64(cfg, dtype, {torch.float32: 1e-5, torch.float16: 5e-3,
+                                                   torch.bfloat16: 3e-2}[dtype])
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_unaligned_operands_take_the_scalar_path_with_equal_results(dtype):
+    # An operand that starts one element past a vector boundary cannot be read as vectors: the
+    # launch configuration falls back to one channel per lane. The forward adds each channel's terms
+    # in the same order in every layout, so it is bitwise equal; the backward's dot products are
+    # summed in another order (lanes, then the butterfly), so its gradients agree to rounding.
+    cfg = (2, 6, 7, 2, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1.0, 0)
+    x, off, m = (t.to(dtype) for t in _inputs(cfg, offset_range=3.0))
+    shifted = torch.empty(x.numel() + 1, dtype=dtype)[1:].view_as(x)
+    shifted.copy_(x)
+    assert shifted.is_contiguous() and shifted.data_ptr() % 16 != 0
+    args = _args(cfg)
+    torch.testing.assert_close(dcnv3_device_math(shifted, off, m, *args),
+                               dcnv3_device_math(x, off, m, *args), rtol=0, atol=0)
+    gout = torch.randn(2, 6, 7, 32).to(dtype)
+    got = torch.ops.ops_dcnv3.dcnv3_device_math_backward(shifted, off, m, gout, *args)
+    want = torch.ops.ops_dcnv3.dcnv3_device_math_backward(x, off, m, gout, *args)
+    tol = 1e-5 if dtype == torch.float32 else 2e-3
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol * b.abs().max().item())
+
+
+def test_64bit_indexing_agrees_with_32bit(monkeypatch):
+    # Small tensors index with 32-bit integers; DCNV3_INDEX_BITS=64 forces the 64-bit form of the
+    # same code, which tensors of 2**31 elements or more take.
+    cfg = CONFIGS[1]
+    x, off, m = _inputs(cfg, offset_range=3.0)
+    gout = torch.randn(dcnv3_device_math(x, off, m, *_args(cfg)).shape, dtype=x.dtype)
+    runs = []
+    for bits in ('32', '64'):
+        monkeypatch.setenv('DCNV3_INDEX_BITS', bits)
+        runs.append((dcnv3_device_math(x, off, m, *_args(cfg)),
+                     *torch.ops.ops_dcnv3.dcnv3_device_math_backward(x, off, m, gout, *_args(cfg))))
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(runs[1][0], loop_oracle(x, off, m, *_args(cfg)), rtol=1e-12, atol=1e-12)
+
+
 def test_cuda_kernels_call_the_shared_element_functions(repo_root):
     """The CUDA kernels hold no arithmetic of their own: they call the functions tested above."""
     csrc = os.path.join(repo_root, 'ops_dcnv3', 'csrc')
     with open(os.path.join(csrc, 'cuda', 'dcnv3_cuda.cu')) as f:
         cuda = f.read()
     code = re.sub(r'//[^\n]*', '', cuda)  # comments may name anything
-    forward = code[code.index('__global__ void dcnv3_forward_kernel'):code.index('__global__ void dcnv3_backward_kernel')]
-    backward = code[code.index('__global__ void dcnv3_backward_kernel'):code.index('at::Tensor dcnv3_forward_cuda')]
-    assert 'element::forward_element(' in forward
-    assert 'element::backward_point(' in backward
-    for token in ('atomicAdd', 'floor', 'make_taps', 'coef', 'offset_scale', '*='):
+    forward = code[code.index('dcnv3_forward_kernel('):code.index('dcnv3_backward_kernel(')]
+    backward = code[code.index('dcnv3_backward_kernel('):code.index('at::Tensor dcnv3_forward_cuda')]
+    assert 'element::forward_lane<CPL>(' in forward
+    for call in ('element::backward_lane_point<CPL>(', 'element::team_allreduce(',
+                 'element::write_point_gradients('):
+        assert call in backward, call
+    for token in ('atomicAdd', '__shfl', 'floor', 'make_taps', 'coef', 'offset_scale', '*='):
         assert token not in forward + backward, token
     with open(os.path.join(csrc, 'cpu', 'dcnv3_device_math.cpp')) as f:
         host = re.sub(r'//[^\n]*', '', f.read())
-    assert 'element::forward_element(' in host and 'element::backward_point(' in host
+    for call in ('element::forward_lane<CPL>(', 'element::backward_lane_point<CPL>(',
+                 'element::team_allreduce_host(', 'element::write_point_gradients('):
+        assert call in host, call
+    # Both launchers derive the lane layout from the same launch configuration.
+    for source in (code, host):
+        assert 'launch_config(' in source and 'element::lane_layout(' in source
+
