@@ -1,11 +1,15 @@
 """Time the compiled DCNv3 operator against the grid_sample reference on InternImage-T stage shapes.
 
-Both paths run in the same process on the same tensors, interleaved, after a warm-up; the table shows
+All paths run in the same process on the same tensors, interleaved, after a warm-up; the table shows
 medians, the speed-up of the compiled kernel, and its achieved memory bandwidth (the minimum traffic
 of the op: read input/offset/mask, write output; backward adds grad_output and the three gradients)
-relative to a measured memcpy bandwidth.
+relative to a measured memcpy bandwidth. On CUDA the shapes are taken at batch 64 and include
+InternImage-H's first stage (at its 640 px fine-tuning resolution), and where the `DCNv4` package is
+installed its operator is timed at the same shapes (its offsets and mask come packed in one tensor,
+and it has no softmax, so it does slightly less work).
 
     python tools/benchmark_dcnv3.py --device cpu --repeats 10 --batch 8
+    python tools/benchmark_dcnv3.py --device cuda --dtype float32 float16 bfloat16
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from ops_dcnv3.functions import dcnv3
 
 # InternImage-T: (resolution, channels, groups) of the four stages at 224 px; group_channels 16.
 STAGES = [(56, 64, 4), (28, 128, 8), (14, 256, 16), (7, 512, 32)]
+# InternImage-H's first stage at 640 px: 320 channels in 10 groups (group_channels 32).
+H_STAGE1 = (160, 320, 10)
 KERNEL = 3
 
 
@@ -67,53 +73,111 @@ def run_op(tensors, groups: int, use_reference: bool, backward: bool, grad=None)
     return out
 
 
-def main() -> None:
+def dcnv4_function():
+    """DCNv4's autograd function where the `DCNv4` package is installed, else None."""
+    try:
+        from DCNv4.functions import DCNv4Function
+    except ImportError:
+        return None
+    return DCNv4Function
+
+
+def make_dcnv4_case(tensors, groups: int, requires_grad: bool):
+    """DCNv4's operands for the same shape: the input and one offset+mask tensor (G*P*3 channels,
+    padded to a multiple of 8 as its module does). Only the sizes matter for timing: the values are
+    not rearranged into DCNv4's per-group order."""
+    x, offset, mask = tensors
+    packed = torch.cat([offset.detach(), mask.detach()], -1)
+    width = -(-packed.shape[-1] // 8) * 8
+    packed = torch.nn.functional.pad(packed, (0, width - packed.shape[-1]))
+    return [x.detach().clone().requires_grad_(requires_grad), packed.requires_grad_(requires_grad)]
+
+
+def run_dcnv4(fn, tensors, groups: int, backward: bool, grad=None):
+    x, offset_mask = tensors
+    out = fn.apply(x, offset_mask, KERNEL, KERNEL, 1, 1, 1, 1, 1, 1, groups, x.shape[-1] // groups,
+                   1.0, 256, 0)
+    if backward:
+        for t in tensors:
+            t.grad = None
+        out.backward(grad)
+    return out
+
+
+def measure(runs: dict, warmup: int, repeats: int, device: torch.device, grad_enabled: bool) -> dict:
+    """Median seconds of each callable, run interleaved so that drifts hit all of them alike."""
+    times = {name: [] for name in runs}
+    with torch.set_grad_enabled(grad_enabled):
+        for _ in range(warmup):
+            for fn in runs.values():
+                fn()
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                times[name].append(_time(fn, device))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
     parser.add_argument('--repeats', type=int, default=10, help='timed runs per measurement')
     parser.add_argument('--warmup', type=int, default=2, help='untimed runs first')
-    parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
+    parser.add_argument('--batch', type=int, default=None, help='default: 8 on CPU, 64 on CUDA')
+    parser.add_argument('--dtype', nargs='+', default=['float32'],
+                        choices=['float32', 'float16', 'bfloat16'])
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (CPU)')
-    args = parser.parse_args()
+    parser.add_argument('--stages', type=int, nargs='+', default=None,
+                        help='T stage indices 1-4 (default all), plus 5 for H stage 1 (default on CUDA)')
+    args = parser.parse_args(argv)
 
     device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype)
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type not in compiled_devices():
         raise SystemExit(f'no compiled DCNv3 kernel for {device.type!r} (have {compiled_devices()})')
+    batch = args.batch or (64 if device.type == 'cuda' else 8)
+    shapes = STAGES + [H_STAGE1]
+    chosen = args.stages or ([1, 2, 3, 4, 5] if device.type == 'cuda' else [1, 2, 3, 4])
+    v4 = dcnv4_function() if device.type == 'cuda' else None
     bandwidth = memcpy_bandwidth(device, args.repeats)
-    print(f'device={device} dtype={args.dtype} batch={args.batch} threads={torch.get_num_threads()} '
-          f'repeats={args.repeats} memcpy={bandwidth / 1e9:.1f} GB/s')
-    header = (f"{'stage shape (HxWxC/G)':<22} {'pass':<9} {'compiled ms':>12} {'reference ms':>13} "
-              f"{'speed-up':>9} {'GB/s':>7} {'% memcpy':>9}")
+    print(f'device={device} batch={batch} threads={torch.get_num_threads()} repeats={args.repeats} '
+          f'memcpy={bandwidth / 1e9:.1f} GB/s dcnv4={"yes" if v4 else "not installed"}')
+    header = (f"{'dtype':<9} {'stage shape (HxWxC/G)':<22} {'pass':<8} {'compiled ms':>12} "
+              f"{'reference ms':>13} {'speed-up':>9} {'GB/s':>7} {'% memcpy':>9}")
+    if v4:
+        header += f" {'DCNv4 ms':>9} {'ours/DCNv4':>11}"
     print(header)
     print('-' * len(header))
-    elem = torch.empty((), dtype=dtype).element_size()
-    for size, channels, groups in STAGES:
-        for backward in (False, True):
-            tensors = make_case(args.batch, size, channels, groups, dtype, device, backward)
-            grad = torch.randn(tensors[0].shape, dtype=dtype, device=device) if backward else None
-            runs = {
-                ref: functools.partial(run_op, tensors, groups, ref, backward, grad)
-                for ref in (False, True)
-            }
-            times = {False: [], True: []}
-            with torch.set_grad_enabled(backward):
-                for _ in range(args.warmup):
-                    for fn in runs.values():
-                        fn()
-                for _ in range(args.repeats):  # interleaved, so drifts hit both paths alike
-                    for ref, fn in runs.items():
-                        times[ref].append(_time(fn, device))
-            fast, slow = statistics.median(times[False]), statistics.median(times[True])
-            io = sum(t.numel() for t in tensors) + tensors[0].numel()  # inputs + output
-            traffic = io * (2 if backward else 1) * elem  # backward reads/writes the same again
-            label = f'{size}x{size}x{channels}/{groups}'
-            print(f"{label:<22} {'fwd+bwd' if backward else 'fwd':<9} {fast * 1e3:>12.3f} "
-                  f'{slow * 1e3:>13.3f} {slow / fast:>8.2f}x {traffic / fast / 1e9:>7.1f} '
-                  f'{100 * traffic / fast / bandwidth:>8.1f}%')
+    rows = []
+    for dtype_name in args.dtype:
+        dtype = getattr(torch, dtype_name)
+        elem = torch.empty((), dtype=dtype).element_size()
+        for size, channels, groups in (shapes[i - 1] for i in chosen):
+            for backward in (False, True):
+                tensors = make_case(batch, size, channels, groups, dtype, device, backward)
+                grad = torch.randn(tensors[0].shape, dtype=dtype, device=device) if backward else None
+                runs = {name: functools.partial(run_op, tensors, groups, name == 'reference',
+                                                backward, grad)
+                        for name in ('compiled', 'reference')}
+                if v4:
+                    runs['dcnv4'] = functools.partial(
+                        run_dcnv4, v4, make_dcnv4_case(tensors, groups, backward), groups, backward,
+                        grad)
+                med = measure(runs, args.warmup, args.repeats, device, backward)
+                fast = med['compiled']
+                io = sum(t.numel() for t in tensors) + tensors[0].numel()  # inputs + output
+                traffic = io * (2 if backward else 1) * elem  # backward reads/writes the same again
+                label = f'{size}x{size}x{channels}/{groups}'
+                line = (f"{dtype_name:<9} {label:<22} {'fwd+bwd' if backward else 'fwd':<8} "
+                        f"{fast * 1e3:>12.3f} {med['reference'] * 1e3:>13.3f} "
+                        f"{med['reference'] / fast:>8.2f}x {traffic / fast / 1e9:>7.1f} "
+                        f'{100 * traffic / fast / bandwidth:>8.1f}%')
+                if v4:
+                    line += f" {med['dcnv4'] * 1e3:>9.3f} {fast / med['dcnv4']:>10.2f}x"
+                print(line)
+                rows.append(dict(dtype=dtype_name, shape=(size, channels, groups),
+                                 backward=backward, **med))
+    return rows
 
 
 if __name__ == '__main__':
