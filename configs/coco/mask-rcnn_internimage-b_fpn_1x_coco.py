@@ -1,15 +1,5 @@
 # Mask R-CNN with InternImage-B, 1x schedule. Published: box AP 48.8, mask AP 44.0, 115M params.
-_base_ = './mask-rcnn_internimage-t_fpn_1x_coco.py'
-
-pretrained = 'https://huggingface.co/OpenGVLab/InternImage/resolve/main/internimage_b_1k_224.pth'
-model = dict(
-    backbone=dict(
-        channels=112,
-        depths=[4, 4, 21, 4],
-        groups=[7, 14, 28, 56],
-        drop_path_rate=0.4,
-        post_norm=True,
-        init_cfg=dict(checkpoint=pretrained)),
-    neck=dict(in_channels=[112, 224, 448, 896]))
+_base_ = ['../_base_/models/mask-rcnn_internimage-b_fpn.py', 'mmdet::_base_/datasets/coco_instance.py',
+          '../_base_/schedules/coco_adamw_1x.py', '../_base_/default_runtime_det.py']
 
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=33, depths=[4, 4, 21, 4]))

@@ -1,15 +1,5 @@
 # Mask R-CNN with InternImage-B, 3x multi-scale. Published: box AP 50.3, mask AP 44.8, 115M params.
-_base_ = './mask-rcnn_internimage-t_fpn_ms-3x_coco.py'
-
-pretrained = 'https://huggingface.co/OpenGVLab/InternImage/resolve/main/internimage_b_1k_224.pth'
-model = dict(
-    backbone=dict(
-        channels=112,
-        depths=[4, 4, 21, 4],
-        groups=[7, 14, 28, 56],
-        drop_path_rate=0.4,
-        post_norm=True,
-        init_cfg=dict(checkpoint=pretrained)),
-    neck=dict(in_channels=[112, 224, 448, 896]))
+_base_ = ['../_base_/models/mask-rcnn_internimage-b_fpn.py', '../_base_/datasets/coco_instance_ms-3x.py',
+          '../_base_/schedules/coco_adamw_ms-3x.py', '../_base_/default_runtime_det.py']
 
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=33, depths=[4, 4, 21, 4]))

@@ -1,15 +1,5 @@
 # Mask R-CNN with InternImage-S, 3x multi-scale. Published: box AP 49.7, mask AP 44.5, 69M params.
-_base_ = './mask-rcnn_internimage-t_fpn_ms-3x_coco.py'
-
-pretrained = 'https://huggingface.co/OpenGVLab/InternImage/resolve/main/internimage_s_1k_224.pth'
-model = dict(
-    backbone=dict(
-        channels=80,
-        depths=[4, 4, 21, 4],
-        groups=[5, 10, 20, 40],
-        drop_path_rate=0.3,
-        post_norm=True,
-        init_cfg=dict(checkpoint=pretrained)),
-    neck=dict(in_channels=[80, 160, 320, 640]))
+_base_ = ['../_base_/models/mask-rcnn_internimage-s_fpn.py', '../_base_/datasets/coco_instance_ms-3x.py',
+          '../_base_/schedules/coco_adamw_ms-3x.py', '../_base_/default_runtime_det.py']
 
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=33, depths=[4, 4, 21, 4]))

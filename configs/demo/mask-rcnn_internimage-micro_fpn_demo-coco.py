@@ -18,12 +18,8 @@ _channels = 16
 _depths = [1, 1, 2, 1]
 _head_width = 64
 model = dict(
-    backbone=dict(
-        channels=_channels,
-        depths=_depths,
-        groups=[1, 2, 4, 8],
-        drop_path_rate=0.0,
-        init_cfg=None),
+    backbone=dict(channels=_channels, depths=_depths, groups=[1, 2, 4, 8], drop_path_rate=0.0,
+                  init_cfg=None),
     neck=dict(in_channels=[_channels, _channels * 2, _channels * 4, _channels * 8],
               out_channels=_head_width),
     rpn_head=dict(in_channels=_head_width, feat_channels=_head_width),
@@ -54,26 +50,14 @@ test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 # Worker processes only compete with the model for a laptop's few cores.
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
+__loader = dict(batch_size=4, num_workers=0, persistent_workers=False)
+__data = dict(data_root=data_root, metainfo=metainfo)
+train_dataloader = dict(**__loader, dataset=dict(
+    **__data, ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
+    pipeline=train_pipeline))
+val_dataloader = dict(**__loader, dataset=dict(
+    **__data, ann_file='annotations/instances_val.json', data_prefix=dict(img='val/'),
+    pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
@@ -96,3 +80,7 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=1, max_keep_ckpts=1, save_best=None))
 log_processor = dict(window_size=10)
+
+# A fixed seed (weights, augmentation, sampler order): a rerun on the same machine prints the
+# same numbers (tests/tools/test_demo_reproducible.py).
+randomness = dict(seed=0)

@@ -22,12 +22,8 @@ _depths = [1, 1, 2, 1]
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        channels=_channels,
-        depths=_depths,
-        groups=[1, 2, 4, 8],
-        drop_path_rate=0.0,
-        init_cfg=None),
+    backbone=dict(channels=_channels, depths=_depths, groups=[1, 2, 4, 8], drop_path_rate=0.0,
+                  init_cfg=None),
     decode_head=dict(
         in_channels=[_channels, _channels * 2, _channels * 4, _channels * 8],
         channels=64,
@@ -39,38 +35,22 @@ model = dict(
         num_classes=num_classes,
         norm_cfg=norm_cfg))
 
-# mmseg's ADE20K training pipeline with a narrower scale range (0.75-1.5 instead of 0.5-2.0):
-# at 128 pixels a halved image leaves shapes too few pixels to tell apart.
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadCheckedAnnotations', num_classes=num_classes),
-    dict(type='RandomResize', scale=scale, ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='ResizeToMultiple', size_divisor=32),
-    dict(type='LoadCheckedAnnotations', num_classes=num_classes),
-    dict(type='PackSegInputs')
-]
+# The ADE20K pipelines at the demo's scale, with a narrower training scale range (0.75-1.5 instead of
+# 0.5-2.0: at 128 pixels a halved image leaves shapes too few pixels to tell apart) and multi-scale
+# testing at 0.75-1.25.
+__changes = dict(
+    RandomResize=dict(scale=scale, ratio_range=(0.75, 1.5)), Resize=dict(scale=scale),
+    RandomCrop=dict(crop_size=crop_size), LoadCheckedAnnotations=dict(num_classes=num_classes))
+train_pipeline = [dict(t, **__changes.get(t.type, {})) for t in _base_.train_pipeline]
+test_pipeline = [dict(t, **__changes.get(t.type, {})) for t in _base_.test_pipeline]
 img_ratios = [0.75, 1.0, 1.25]
+__tta = _base_.tta_pipeline[1]
 tta_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [dict(type='Resize', scale=(int(scale[0] * r), int(scale[1] * r)), keep_ratio=True)
-             for r in img_ratios],
-            [dict(type='ResizeToMultiple', size_divisor=32)],
-            [dict(type='RandomFlip', prob=0., direction='horizontal'),
-             dict(type='RandomFlip', prob=1., direction='horizontal')],
-            [dict(type='LoadCheckedAnnotations', num_classes=num_classes)],
-            [dict(type='PackSegInputs')],
-        ])
+    dict(_base_.tta_pipeline[0]),
+    dict(__tta, transforms=[[
+        dict(type='Resize', scale=(int(scale[0] * r), int(scale[1] * r)), keep_ratio=True)
+        for r in img_ratios
+    ]] + [[dict(t, **__changes.get(t.type, {})) for t in step] for step in __tta.transforms[1:]])
 ]
 _dataset = dict(
     type='BaseSegDataset',
@@ -107,3 +87,7 @@ default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1, save_best=None))
 log_processor = dict(window_size=20)
+
+# A fixed seed (weights, augmentation, sampler order): a rerun on the same machine prints the
+# same numbers (tests/tools/test_demo_reproducible.py).
+randomness = dict(seed=0)

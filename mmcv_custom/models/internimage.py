@@ -6,19 +6,28 @@ LayerNorm, MLP and DCNv3 need no permutes; the model takes and returns NCHW tens
 
 Module names and nesting follow the published checkpoints exactly (``patch_embed``, ``levels.i.blocks.j``,
 norms wrapped in ``nn.Sequential`` with parameter-free permutes, ...), so state dicts load without any
-key conversion. The classification heads live in ``mmcv_custom.models.heads``.
+key conversion. The classification heads live in ``mmpretrain_custom/models/heads/internimage_head.py``.
+
+Class names are not the published ones (those name a block one level up): our
+:class:`InternImageBlock` (DCNv3 + MLP with residuals, keys ``levels.i.blocks.j.*``) is the published
+``InternImageLayer``, and our :class:`InternImageStage` (a level: blocks, norm, downsample, keys
+``levels.i.*``) is the published ``InternImageBlock``. The published sizes are :data:`ARCHS`
+(``InternImage(arch='t')``).
 
 Reference: Wang et al., "InternImage: Exploring Large-Scale Vision Foundation Models with Deformable
 Convolutions", https://arxiv.org/abs/2211.05778.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from typing import Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath  # stochastic depth, as timm's: no parameters
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
@@ -35,7 +44,7 @@ from ..checkpoint import load_backbone_state_dict
 __all__ = [
     'ToChannelsFirst', 'ToChannelsLast', 'build_norm', 'build_act', 'DropPath', 'StemLayer',
     'DownsampleLayer', 'MLPLayer', 'InternImageBlock', 'InternImageStage', 'InternImage',
-    'get_core_op', 'ARCHS',
+    'get_core_op', 'ARCHS', 'arch_settings',
 ]
 
 # Backbone arguments of the published ImageNet models (classification configs: T has no layer scale;
@@ -61,34 +70,34 @@ ARCHS: dict[str, dict] = {
 }
 
 
+def arch_settings(arch: str) -> dict:
+    """A copy of the backbone arguments of the published size ``arch`` (``'t'``, ..., ``'g'``)."""
+    key = arch.lower() if isinstance(arch, str) else arch
+    if key not in ARCHS:
+        raise ValueError(f'arch must be one of {", ".join(map(repr, ARCHS))}, got {arch!r}')
+    return {k: list(v) if isinstance(v, list) else v for k, v in ARCHS[key].items()}
+
+
+def _fill_from_arch(init):
+    """``__init__`` decorator: ``arch=`` fills the size arguments that the caller did not pass."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        if kwargs.get('arch') is not None:
+            given = signature.bind_partial(self, *args, **kwargs).arguments
+            kwargs.update({k: v for k, v in arch_settings(kwargs['arch']).items() if k not in given})
+        init(self, *args, **kwargs)
+
+    return wrapper
+
+
 # The permute wrappers, norm and activation builders are the operator package's, so that the DCNv3
 # module and the backbone build their norms one way (the published keys depend on that layout).
 ToChannelsFirst = to_channels_first
 ToChannelsLast = to_channels_last
 build_norm = build_norm_layer
 build_act = build_act_layer
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch per sample while training.
-
-    Args:
-        drop_prob: Probability of dropping the branch.
-    """
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask.div_(keep)
-
-    def extra_repr(self) -> str:
-        return f'drop_prob={self.drop_prob}'
 
 
 def get_core_op(core_op: str) -> type:
@@ -177,7 +186,6 @@ class InternImageBlock(nn.Module):
     Three residual layouts, as published: pre-norm ``x + f(norm(x))`` (default), post-norm
     ``x + norm(f(x))`` (``post_norm``) and pre+post-norm ``x + post(f(norm(x)))`` (``res_post_norm``,
     InternImage-H). ``layer_scale`` multiplies each branch by a learned per-channel ``gamma``.
-    (This is ``InternImageLayer`` in the published code.)
 
     Args:
         core_op: DCNv3 module class.
@@ -276,8 +284,6 @@ class InternImageBlock(nn.Module):
 
 class InternImageStage(nn.Module):
     """A level of InternImage: ``depth`` blocks, a final norm and an optional downsample.
-
-    (This is ``InternImageBlock`` in the published code; keys are ``levels.i.*``.)
 
     Args:
         core_op: DCNv3 module class.
@@ -403,8 +409,14 @@ class InternImage(BaseModule):
         in_channels: Image channels (3; e.g. 4 for RGB-D inputs).
         pretrained: Checkpoint path, shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=...)``
             (what mmseg's ``EncoderDecoder(pretrained=...)`` hands to its backbone).
+        arch: A published size, ``'t'``, ``'s'``, ``'b'``, ``'l'``, ``'xl'``, ``'h'`` or ``'g'``
+            (mmpretrain style): its entry of :data:`ARCHS` gives the size arguments (``channels``,
+            ``depths``, ``groups``, ``offset_scale``, ``layer_scale``, ``post_norm`` and H/G's
+            extras) that are not passed explicitly; explicit arguments win. The table holds the
+            ImageNet values: detection/segmentation recipes pass ``layer_scale=1.0``.
     """
 
+    @_fill_from_arch
     def __init__(
             self,
             core_op: str = 'DCNv3',
@@ -432,12 +444,14 @@ class InternImage(BaseModule):
             init_cfg: dict | None = None,
             pretrained: str | None = None,
             in_channels: int = 3,
+            arch: str | None = None,
     ):
         if pretrained is not None:  # mmseg's EncoderDecoder passes its `pretrained` down
             if init_cfg is not None:
                 raise ValueError('give either init_cfg or pretrained, not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
+        self.arch = arch
         depths, groups = list(depths), list(groups)
         if len(depths) != len(groups):
             raise ValueError(f'depths and groups must have one entry per level, got {depths} and {groups}')
