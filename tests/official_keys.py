@@ -4,15 +4,19 @@ from __future__ import annotations
 import gzip
 import os
 
-_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'official_keys',
-                     'internimage_{}_cls.tsv.gz')
+_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'official_keys')
 
 
-def published_keys(size: str) -> dict[str, tuple[int, ...]]:
-    """Keys and shapes of the published ``size`` ImageNet checkpoint, in checkpoint order."""
+def read_key_table(name: str) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of ``tests/data/official_keys/<name>.tsv.gz``, in table order."""
     out = {}
-    with gzip.open(_PATH.format(size), 'rt') as f:
+    with gzip.open(os.path.join(_DIR, f'{name}.tsv.gz'), 'rt') as f:
         for line in f.read().splitlines():
             key, shape = line.split('\t')
             out[key] = tuple(int(s) for s in shape.strip('()').split(',') if s.strip())
     return out
+
+
+def published_keys(size: str) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of the published ``size`` ImageNet checkpoint, in checkpoint order."""
+    return read_key_table(f'internimage_{size}_cls')

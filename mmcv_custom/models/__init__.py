@@ -1,4 +1,5 @@
 """Task-agnostic InternImage models (no mmdet/mmseg/mmpretrain imports)."""
+from .cb_internimage import CBInternImage
 from .internimage import InternImage
 
-__all__ = ['InternImage']
+__all__ = ['InternImage', 'CBInternImage']

@@ -1,3 +1,4 @@
-from .backbones import InternImage
+from .backbones import CBInternImage, InternImage
+from .detectors import CBDINO
 
-__all__ = ['InternImage']
+__all__ = ['InternImage', 'CBInternImage', 'CBDINO']
