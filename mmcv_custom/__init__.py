@@ -6,7 +6,7 @@ Importing this package also lets ``torch.load(weights_only=True)`` read mmengine
 configs it dumps) in mmengine's root registry, where mmdet, mmseg and mmpretrain configs find them.
 """
 from . import safe_load  # noqa: F401
-from .checkpoint import extract_state_dict, load_backbone_state_dict, strip_prefixes
+from .checkpoint import extract_state_dict, load_backbone_state_dict, published_classifier_parts
 from .layer_decay_optimizer_constructor import (
                                                  CustomLayerDecayOptimizerConstructor,
                                                  get_layer_id,
@@ -14,8 +14,9 @@ from .layer_decay_optimizer_constructor import (
 )
 from .models import InternImage
 from .runner_safety import AtomicCheckpointHook  # noqa: F401  (registers it; see above)
+from .sharded import InternImageFSDPStrategy  # noqa: F401  (registers it, ShardedEMAHook, the wrap policy)
 
 __all__ = [
     'InternImage', 'CustomLayerDecayOptimizerConstructor', 'get_layer_id', 'is_no_decay',
-    'extract_state_dict', 'strip_prefixes', 'load_backbone_state_dict',
+    'extract_state_dict', 'published_classifier_parts', 'load_backbone_state_dict',
 ]

@@ -31,6 +31,7 @@ from mmengine.runner import Runner  # noqa: E402
 import mmcv_custom  # noqa: E402,F401  torch.load allow-list for mmengine checkpoints
 import mmcv_custom.safe_load  # noqa: E402,F401  (explicit: the package may import lazily)
 from mmcv_custom.runner_safety import ResumeCheckHook, WorkDirLock  # noqa: E402  (and the hook)
+from mmcv_custom.sharded import check_strategy_dependencies, use_sharded_ema  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,126 +82,32 @@ def setup_device(cfg: Config, launcher: str) -> None:
         torch.distributed.init_process_group(backend='gloo', timeout=timeout)
 
 
-# Annotation files above this size (COCO train2017 is ~450 MB) are not parsed a second time.
-_CHECK_MAX_BYTES = 100 * 1024 * 1024
+# Checked before the Runner starts: every split train.py runs (the test split too, so that a
+# broken file does not surface after hours of training).
+TRAIN_CHECKED = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
-def _bad(ann_file: str, what: str) -> ValueError:
-    return ValueError(f'malformed annotation file {ann_file}: {what}')
+def check_datasets(cfg: Config, loaders=TRAIN_CHECKED) -> None:
+    """Check the local COCO annotation files and images of ``loaders`` before the run reads them.
 
-
-def check_coco_annotations(ann_file: str, img_dir: str | None, training: bool = False) -> None:
-    """Fail early, naming the file, on a COCO json that mmdet would choke on mid-run.
-
-    Checks the structure of ``images``, ``annotations`` and ``categories``, that boxes are
-    ``[x, y, w, h]`` with ``w, h >= 0``, that polygons have an even number (>= 6) of coordinates,
-    that every annotation points at a listed image and category and, when ``img_dir`` is given,
-    that every image file exists. A file without images (and, for ``training``, without
-    annotations) is refused: mmdet would stop later with "need at least one array to concatenate".
+    Detection configs only (:func:`mmdet_custom.datasets.check_datasets`); once per machine in a
+    distributed run (local rank 0), as each machine reads its own files.
     """
-    import json
-    import numbers
-
-    if not osp.isfile(ann_file):
-        raise FileNotFoundError(f'annotation file {ann_file} does not exist')
-    if osp.getsize(ann_file) > _CHECK_MAX_BYTES:
+    if cfg.get('default_scope') != 'mmdet' or os.environ.get('LOCAL_RANK', '0') != '0':
         return
-    try:
-        with open(ann_file) as f:
-            coco = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _bad(ann_file, f'not valid JSON ({e})') from e
-    if not isinstance(coco, dict):
-        raise _bad(ann_file, 'the top level must be a JSON object')
-    for key in ('images', 'annotations', 'categories'):
-        if not isinstance(coco.get(key), list):
-            raise _bad(ann_file, f'{key!r} must be a list')
-    if not coco['images'] or (training and not coco['annotations']):
-        raise _bad(ann_file, f'it has {len(coco["images"])} images and {len(coco["annotations"])} '
-                   'annotations: ' + ('a dataset needs images' if not coco['images'] else
-                                      'training needs annotated images'))
-    image_ids = set()
-    for i, img in enumerate(coco['images']):
-        if not isinstance(img, dict) or not {'id', 'file_name'} <= img.keys():
-            raise _bad(ann_file, f'images[{i}] needs "id" and "file_name", got {img!r}')
-        image_ids.add(img['id'])
-        if img_dir is not None:
-            path = osp.join(img_dir, img['file_name'])
-            if not osp.isfile(path):
-                raise FileNotFoundError(
-                    f'image file {path} (images[{i}] of {ann_file}) does not exist')
-    cat_ids = set()
-    for i, cat in enumerate(coco['categories']):
-        if not isinstance(cat, dict) or not {'id', 'name'} <= cat.keys():
-            raise _bad(ann_file, f'categories[{i}] needs "id" and "name", got {cat!r}')
-        cat_ids.add(cat['id'])
-    for i, ann in enumerate(coco['annotations']):
-        where = f'annotations[{i}]'
-        if not isinstance(ann, dict):
-            raise _bad(ann_file, f'{where} must be an object, got {ann!r}')
-        if ann.get('image_id') not in image_ids:
-            raise _bad(ann_file, f'{where} (id {ann.get("id")}) has image_id '
-                       f'{ann.get("image_id")!r}, which is not in "images"')
-        if ann.get('category_id') not in cat_ids:
-            raise _bad(ann_file, f'{where} (id {ann.get("id")}) has category_id '
-                       f'{ann.get("category_id")!r}, which is not in "categories"')
-        bbox = ann.get('bbox')
-        if (not isinstance(bbox, list) or len(bbox) != 4
-                or not all(isinstance(v, numbers.Real) for v in bbox) or min(bbox[2:]) < 0):
-            raise _bad(ann_file, f'{where} (id {ann.get("id")}) bbox must be [x, y, w, h] '
-                       f'with w, h >= 0, got {bbox!r}')
-        seg = ann.get('segmentation')
-        if isinstance(seg, list):
-            for poly in seg:
-                if (not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2
-                        or not all(isinstance(v, numbers.Real) for v in poly)):
-                    raise _bad(ann_file, f'{where} (id {ann.get("id")}) segmentation polygons '
-                               f'must be flat [x1, y1, x2, y2, ...] lists of >= 3 points')
-        elif isinstance(seg, dict):
-            if not {'counts', 'size'} <= seg.keys():
-                raise _bad(ann_file, f'{where} (id {ann.get("id")}) RLE segmentation needs '
-                           '"counts" and "size"')
-        elif seg is not None:
-            raise _bad(ann_file, f'{where} (id {ann.get("id")}) segmentation must be '
-                       f'polygons or RLE, got {type(seg).__name__}')
-
-
-def _datasets(cfg_dataset):
-    """The leaf dataset configs under dataset wrappers (RepeatDataset, ConcatDataset, ...)."""
-    if not isinstance(cfg_dataset, dict):
-        return
-    if 'datasets' in cfg_dataset:
-        for sub in cfg_dataset['datasets']:
-            yield from _datasets(sub)
-    elif 'dataset' in cfg_dataset:
-        yield from _datasets(cfg_dataset['dataset'])
-    else:
-        yield cfg_dataset
-
-
-def check_datasets(cfg: Config) -> None:
-    """Validate the local COCO-format annotation files and images the config will read."""
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        for ds in _datasets((cfg.get(loader) or {}).get('dataset')):
-            if 'coco' not in str(ds.get('type', '')).lower() or not ds.get('ann_file'):
-                continue
-            if ds.get('backend_args'):  # remote storage: nothing to stat locally
-                continue
-            root = ds.get('data_root') or ''
-            ann_file = ds['ann_file']
-            if not osp.isabs(ann_file):
-                ann_file = osp.join(root, ann_file)
-            prefix = (ds.get('data_prefix') or {}).get('img', '')
-            img_dir = prefix if osp.isabs(prefix) else osp.join(root, prefix)
-            check_coco_annotations(ann_file, img_dir, training=loader == 'train_dataloader')
+    from mmdet_custom.datasets import check_datasets as check_detection_datasets
+    check_detection_datasets(cfg, loaders)
 
 
 def default_work_dir(config: str) -> str:
     return osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """Read the config and apply the command-line choices common to train and test."""
+def load_config(args: argparse.Namespace, check_loaders=TRAIN_CHECKED) -> Config:
+    """Read the config and apply the command-line choices common to train and test.
+
+    Unless ``args.skip_data_check``, the datasets of ``check_loaders`` are checked up front.
+    """
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -212,7 +119,7 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = default_work_dir(args.config)
     setup_device(cfg, args.launcher)
     if not getattr(args, 'skip_data_check', False):
-        check_datasets(cfg)
+        check_datasets(cfg, check_loaders)
     return cfg
 
 
@@ -272,7 +179,12 @@ def use_atomic_checkpoints(cfg: Config) -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
+    """The config's runner: mmengine's ``Runner``, or its ``runner_type`` (``FlexibleRunner`` for
+    the sharded strategies of ``configs/_base_/runtime_fsdp.py``, whose EMA hook becomes
+    ``ShardedEMAHook``; a DeepSpeed strategy without ``deepspeed`` installed stops here)."""
     if 'runner_type' in cfg:
+        check_strategy_dependencies(cfg)
+        use_sharded_ema(cfg)
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
 
@@ -351,7 +263,7 @@ def main(argv: list[str] | None = None) -> Runner:
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
+        if not osp.exists(args.resume):  # a file, or a directory for DeepSpeed checkpoints
             raise FileNotFoundError(f'--resume: checkpoint {args.resume!r} does not exist')
         cfg.resume = True
         cfg.load_from = args.resume
@@ -361,7 +273,8 @@ def main(argv: list[str] | None = None) -> Runner:
     with WorkDirLock(cfg.work_dir, launcher=args.launcher):
         runner = build_runner(cfg)
         runner.register_hook(RNGStateHook())
-        runner.register_hook(ResumeCheckHook())
+        if isinstance(runner, Runner):  # sharded strategies check in their own resume()
+            runner.register_hook(ResumeCheckHook())
         runner.train()
     if owns_process_group:
         release_process_group(runner)
