@@ -1,14 +1,19 @@
 """Loading published InternImage checkpoints as they are.
 
 The published files keep the weights under ``model`` (classification) or ``state_dict`` (detection and
-segmentation, with ``backbone.`` prefixes), sometimes with DataParallel's ``module.`` prefix. These helpers
-pick the weights out and strip the prefixes, so no offline conversion is needed.
+segmentation, with ``backbone.`` prefixes), sometimes with DataParallel's ``module.`` prefix. A
+backbone's ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` picks the weights out
+and loads them with mmengine's loader (``revise_keys`` strips the prefixes), so no offline conversion
+is needed. A classifier file in the published layout (what this project's classifier writes too)
+counts as mmpretrain's ``backbone.*`` / ``head.*`` (:func:`published_classifier_parts`), so the
+usual ``prefix='backbone.'`` picks its backbone.
 
 Loading is non-strict (published files carry a classification head a detection backbone lacks),
 so a checkpoint of another model would load silently as "everything missing".
 :func:`check_state_dict_match` refuses that, naming the file and the likely cause; it guards the
 backbone's ``init_cfg=dict(type='Pretrained')`` here, and whole-model loads by mmengine (Runner
-``load_from``, mmdet/mmseg/mmpretrain ``init_*``) within :func:`checked_whole_model_loading`.
+``load_from``, mmdet/mmseg/mmpretrain ``init_*`` and inferencers) within
+:func:`checked_whole_model_loading`.
 """
 from __future__ import annotations
 
@@ -20,10 +25,19 @@ from typing import Iterator, Mapping, Union
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
+from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
-__all__ = ['extract_state_dict', 'strip_prefixes', 'load_backbone_state_dict',
-           'CheckpointMismatchError', 'check_state_dict_match', 'checked_whole_model_loading']
+__all__ = ['extract_state_dict', 'published_classifier_parts', 'load_backbone_state_dict',
+           'CheckpointMismatchError', 'check_state_dict_match', 'checked_whole_model_loading',
+           'BACKBONE_REVISE_KEYS', 'PUBLISHED_BACKBONE_ROOTS']
+
+# Prefixes a backbone's pretrained file may carry in front of the backbone's own keys: DataParallel's
+# and a whole model's (mmengine ``revise_keys``, applied in order).
+BACKBONE_REVISE_KEYS = [(r'^module\.', ''), (r'^backbone\.', '')]
+# The backbone's top-level modules in a published classifier file; everything else there
+# (``conv_head``, ``head``, the CLIP-style head of H/G) is the classification head.
+PUBLISHED_BACKBONE_ROOTS = ('patch_embed', 'levels')
 
 # Top-level parts of mmdet/mmseg models that a classification checkpoint never has.
 _DENSE_PARTS = ('neck', 'rpn_head', 'roi_head', 'bbox_head', 'mask_head', 'decode_head',
@@ -45,12 +59,19 @@ def extract_state_dict(checkpoint: Mapping) -> OrderedDict:
     return OrderedDict(checkpoint)
 
 
-def strip_prefixes(state_dict: Mapping, prefixes=('module.', 'backbone.')) -> OrderedDict:
-    """Remove each of ``prefixes`` (in order) from the keys that start with it."""
-    out = OrderedDict(state_dict)
-    for prefix in prefixes:
-        out = OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v) for k, v in out.items())
-    return out
+def published_classifier_parts(state_dict: Mapping) -> OrderedDict:
+    """A published-layout classifier state dict under mmpretrain's ``backbone.`` / ``head.`` names.
+
+    The published ImageNet files, and the classifiers this project saves, keep ``patch_embed.*``,
+    ``levels.*``, ``conv_head.*``, ``head.*``... at the top level. Here the backbone's keys (under
+    :data:`PUBLISHED_BACKBONE_ROOTS`) get ``backbone.`` and the rest ``head.``; a state dict that
+    has no top-level backbone key is returned as it is (already prefixed, or not a classifier).
+    """
+    if not any(k.split('.', 1)[0] in PUBLISHED_BACKBONE_ROOTS for k in state_dict):
+        return OrderedDict(state_dict)
+    return OrderedDict(
+        (('backbone.' if k.split('.', 1)[0] in PUBLISHED_BACKBONE_ROOTS else 'head.') + k, v)
+        for k, v in state_dict.items())
 
 
 def _weights(state: Mapping) -> dict:
@@ -202,16 +223,45 @@ def _loadable_state(model: nn.Module) -> dict:
 
 
 @contextlib.contextmanager
+def _checked_before_loading(model: nn.Module, source: str, whole_model: bool) -> Iterator[dict]:
+    """Within the block, a load into ``model`` is checked before anything is copied.
+
+    The check runs as ``model``'s last load pre-hook, so it sees the weights as they are loaded:
+    after mmengine's ``revise_keys`` and the model's own key mapping (a published checkpoint
+    unwrapped and renamed by the InternImage classifier). Yields a dict that receives the load's
+    ``matched``, ``missing`` and ``unexpected`` keys.
+    """
+    result: dict = {}
+
+    def check(_, weights, prefix, *args) -> None:
+        if not prefix:  # the whole model, before its children load anything
+            result['matched'] = check_state_dict_match(
+                _loadable_state(model), weights, source, whole_model=whole_model,
+                model_name=type(model).__name__)[0]
+
+    def collect(_, incompatible) -> None:  # the root's post hook runs last, with every key
+        result['missing'] = [k for k in incompatible.missing_keys
+                             if not k.endswith('num_batches_tracked')]
+        result['unexpected'] = list(incompatible.unexpected_keys)
+
+    handles = [model.register_load_state_dict_pre_hook(check),
+               model.register_load_state_dict_post_hook(collect)]
+    try:
+        yield result
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
 def checked_whole_model_loading(source: str) -> Iterator[None]:
     """Check every whole-model load by mmengine within the block before it happens.
 
-    mmengine's Runner (``load_from``) and the ``init_detector``/``init_model`` functions of
-    mmdet, mmseg and mmpretrain all load through ``mmengine.runner.checkpoint.load_state_dict``,
-    with the weights picked out of the file they read. Wrapping that one function checks what
-    they load without reading the file again or copying their loaders. The check runs as the
-    model's last load pre-hook, so it sees the weights after the model's own key mapping (a
-    published checkpoint unwrapped and renamed by the InternImage classifier) and before any is
-    copied. Use it only around code that loads the one checkpoint ``source``.
+    mmengine's Runner (``load_from``), the ``init_detector``/``init_model`` functions and the
+    inferencers of mmdet, mmseg and mmpretrain all load through
+    ``mmengine.runner.checkpoint.load_state_dict``, with the weights picked out of the file they
+    read. Wrapping that one function checks what they load without reading the file again or
+    copying their loaders. Use it only around code that loads the one checkpoint ``source``.
 
     Args:
         source: The checkpoint file, for the message.
@@ -220,7 +270,6 @@ def checked_whole_model_loading(source: str) -> Iterator[None]:
         CheckpointMismatchError: From :func:`check_state_dict_match` (``whole_model=True``).
     """
     from mmengine.model import BaseTTAModel, is_model_wrapper
-    from mmengine.runner import checkpoint as mmengine_checkpoint
 
     original = mmengine_checkpoint.load_state_dict
 
@@ -229,18 +278,8 @@ def checked_whole_model_loading(source: str) -> Iterator[None]:
         # the module that receives the weights, unwrapped as mmengine does (DDP, TTA)
         while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
             model = model.module
-
-        def check(_, weights, prefix, *args) -> None:
-            if not prefix:  # the whole model, before its children load anything
-                check_state_dict_match(_loadable_state(model), weights, source,
-                                       whole_model=True, model_name=type(model).__name__)
-
-        # registered last, so it runs after the model's own pre-hooks
-        handle = model.register_load_state_dict_pre_hook(check)
-        try:
+        with _checked_before_loading(model, source, whole_model=True):
             return original(module, state_dict, strict, logger)
-        finally:
-            handle.remove()
 
     mmengine_checkpoint.load_state_dict = checked_load_state_dict
     try:
@@ -256,13 +295,19 @@ def load_backbone_state_dict(
         map_location: str = 'cpu',
         logger: str = 'current',
 ) -> tuple[list[str], list[str]]:
-    """Load a (published) checkpoint into ``module`` non-strictly and log what did not match.
+    """Load a (published) checkpoint into ``module`` non-strictly through mmengine's loader.
+
+    The weights are the file's ``state_dict`` or ``model`` entry (or the file itself). With
+    ``prefix``, only the keys that start with it are used, with it removed (as mmengine's
+    ``PretrainedInit``); in a published-layout classifier file the backbone counts as
+    ``backbone.`` (:func:`published_classifier_parts`). mmengine then strips ``module.`` and
+    ``backbone.`` (:data:`BACKBONE_REVISE_KEYS`), loads, and logs missing, unexpected and
+    other-shaped keys.
 
     Args:
         module: The model to load into.
         checkpoint: Path/URL understood by mmengine's ``CheckpointLoader``, or a loaded checkpoint.
-        prefix: If given, only keys starting with it are used, with it removed (as mmengine's
-            ``PretrainedInit``); ``module.`` and ``backbone.`` prefixes are always stripped.
+        prefix: The part of the file to load, e.g. ``'backbone.'``.
         map_location: Where to load tensors.
         logger: mmengine logger name.
 
@@ -270,7 +315,9 @@ def load_backbone_state_dict(
         ``(missing_keys, unexpected_keys)``.
 
     Raises:
-        CheckpointMismatchError: When no tensor of ``module`` matches the checkpoint.
+        CheckpointMismatchError: When no tensor of ``module`` matches the checkpoint (nothing is
+            loaded then).
+        ValueError: When no key of the file starts with ``prefix``.
     """
     source = checkpoint if isinstance(checkpoint, str) else '<state dict>'
     if isinstance(checkpoint, str):
@@ -279,31 +326,17 @@ def load_backbone_state_dict(
     if prefix:
         if not prefix.endswith('.'):
             prefix += '.'
-        state_dict = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items() if k.startswith(prefix))
+        parts = published_classifier_parts(state_dict)
+        state_dict = OrderedDict((k[len(prefix):], v) for k, v in parts.items()
+                                 if k.startswith(prefix))
         if not state_dict:
-            raise ValueError(f'no key of {source} starts with prefix {prefix!r}')
-    state_dict = strip_prefixes(state_dict)
-    own = module.state_dict()
-    # before loading, so that a refused file leaves the module as it was
-    check_state_dict_match(own, state_dict, source, whole_model=False,
-                           model_name=type(module).__name__)
-    # Shape mismatches would make load_state_dict raise; report them as unexpected instead.
-    mismatched = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
-                  if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape}
-    for k in mismatched:
-        state_dict.pop(k)
-    result = module.load_state_dict(state_dict, strict=False)
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    print_log(f'loaded {len(state_dict) - len(unexpected)} tensors from {source} into '
-              f'{type(module).__name__}', logger=logger, level=logging.INFO)
-    if missing:
-        print_log(f'missing keys in source state_dict: {", ".join(missing)}', logger=logger,
-                  level=logging.WARNING)
-    if unexpected:
-        print_log(f'unexpected keys in source state_dict: {", ".join(unexpected)}', logger=logger,
-                  level=logging.WARNING)
-    if mismatched:
-        print_log('size mismatch, not loaded: ' + ', '.join(
-            f'{k} {src} (checkpoint) vs {dst} (model)' for k, (src, dst) in mismatched.items()),
-            logger=logger, level=logging.WARNING)
-    return missing, unexpected + list(mismatched)
+            roots = sorted({k.split('.', 1)[0] + '.' for k in parts})
+            raise ValueError(f'no key of {source} starts with prefix {prefix!r} (its keys start '
+                             f'with {", ".join(roots[:8])})')
+    with _checked_before_loading(module, source, whole_model=False) as result:
+        mmengine_checkpoint._load_checkpoint_to_model(
+            module, {'state_dict': state_dict}, strict=False, logger=logger,
+            revise_keys=BACKBONE_REVISE_KEYS)
+    print_log(f'loaded {result["matched"]} tensors from {source} into {type(module).__name__}',
+              logger=logger, level=logging.INFO)
+    return result['missing'], result['unexpected']

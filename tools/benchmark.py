@@ -18,6 +18,7 @@ import sys
 import time
 
 import torch
+from mmengine.config import DictAction
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,7 +45,11 @@ def parse_args(argv=None):
     p.add_argument('--core-op', default=None, help="override the backbone's core_op (DCNv3 / DCNv3_pytorch)")
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
+                   help='override entries of CONFIG, as in tools/train.py (nothing is evaluated)')
     args = p.parse_args(argv)
+    if args.cfg_options and args.config is None:
+        p.error('--cfg-options needs a CONFIG')
     if (args.config is None) == (args.size is None):
         p.error('give either a CONFIG or --size')
     if len(args.shape) not in (1, 2):
@@ -66,6 +71,8 @@ def build_internimage(args):
         from mmengine.config import Config
 
         cfg = Config.fromfile(args.config)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
         scope = _scope_of(cfg)
         importlib.import_module({'mmdet': 'mmdet_custom', 'mmseg': 'mmseg_custom'}.get(scope, 'mmpretrain_custom'))
         cfg_model, name = cfg.model, os.path.basename(args.config)

@@ -65,7 +65,7 @@ def enable_visualization(cfg, scope: str, show_dir: str) -> None:
 def main(argv: list[str] | None = None):
     args = parse_args(argv)
     owns_process_group = creates_process_group(args.launcher)
-    cfg = load_config(args)
+    cfg = load_config(args, check_loaders=('test_dataloader',))  # the split it evaluates
     scope = cfg.get('default_scope', 'mmengine')
     cfg.load_from = args.checkpoint
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:

@@ -38,3 +38,23 @@ def run_tool(cmd: list[str], timeout: int = 900, **env) -> str:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     return out
+
+
+def save_initialised_checkpoint(config: str, path: str, seed: int = 0) -> dict:
+    """The config's model, freshly initialised, saved as mmengine's Runner saves checkpoints
+    (``state_dict`` of ``model.state_dict()``, the dataset's classes under ``meta``); returns that
+    meta. A demo checkpoint at the cost of a model build, for tests of loading and inference."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner.checkpoint import weights_to_cpu
+
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.default_scope)
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    meta = dict(cfg.metainfo)
+    torch.save(dict(state_dict=weights_to_cpu(model.state_dict()), meta=dict(dataset_meta=meta)),
+               path)
+    return meta

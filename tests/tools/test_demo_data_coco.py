@@ -17,10 +17,10 @@ from pycocotools.coco import COCO
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from mmdet_custom.datasets import check_coco_annotations  # noqa: E402
 from tools import make_demo_data  # noqa: E402
 from tools.demo_data import coco as demo_coco  # noqa: E402
 from tools.demo_data.common import SHAPES, make_rng, place_shapes, polygon_mask, shape_polygon  # noqa: E402,I001
-from tools.train import check_coco_annotations  # noqa: E402
 
 
 def _tree(root: str) -> list[str]:

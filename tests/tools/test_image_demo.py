@@ -1,5 +1,7 @@
-"""tools/image_demo.py for segmentation and classification configs (detection is covered with a
-trained checkpoint in test_train_test_tools.py)."""
+"""tools/image_demo.py, a thin layer over DetInferencer, MMSegInferencer and mmpretrain's
+ImageClassificationInferencer: on demo checkpoints of each task, what it prints and draws is what
+the model predicts through the config's test pipeline (checked here without the inferencers). A
+trained detector is run through it in test_train_test_tools.py."""
 from __future__ import annotations
 
 import os.path as osp
@@ -16,24 +18,14 @@ from mmengine.registry import init_default_scope
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from demo_helpers import save_initialised_checkpoint  # noqa: E402
+
 from tools import image_demo  # noqa: E402
 from tools.demo_data.common import make_rng, textured_background, write_image  # noqa: E402
 
+DET = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_internimage-micro_fpn_demo-coco.py')
 SEG = osp.join(ROOT, 'configs', 'demo', 'upernet_internimage-micro_demo-ade20k-128x128.py')
 CLS = osp.join(ROOT, 'configs', 'demo', 'internimage-micro_demo-imagenet-64.py')
-
-
-def _checkpoint(config: str, path: str) -> dict:
-    """A freshly initialised model saved like mmengine does, with the dataset's meta."""
-    cfg = Config.fromfile(config)
-    init_default_scope(cfg.default_scope)
-    from mmengine.registry import MODELS
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    meta = dict(cfg.metainfo)
-    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=meta)), path)
-    return meta
 
 
 @pytest.fixture
@@ -51,9 +43,37 @@ def _test_inputs(pipeline: list, image: str) -> dict:
 
 
 @pytest.mark.slow
+def test_detection_boxes_and_drawing(tmp_path, image, capsys):
+    ckpt = str(tmp_path / 'det.pth')
+    meta = save_initialised_checkpoint(DET, ckpt)
+    out = str(tmp_path / 'boxes.png')
+    image_demo.main([image, DET, ckpt, '--out-file', out, '--device', 'cpu', '--score-thr', '0'])
+    printed = capsys.readouterr().out
+    lines = re.findall(r'^\s*(\S+) ([0-9.]+)  box \(([-0-9., ]+)\)$', printed, re.M)
+
+    # The reference: the checkpoint through the test pipeline and the detector's predict.
+    from mmdet.apis import init_detector
+    model = init_detector(DET, ckpt, device='cpu')
+    init_default_scope('mmdet')
+    with torch.no_grad():
+        batch = model.data_preprocessor(_test_inputs(model.cfg.test_pipeline, image))
+        pred = model.predict(batch['inputs'], batch['data_samples'])[0].pred_instances
+    assert len(pred) > 0  # random weights still propose boxes: the comparison is not vacuous
+    assert f'{len(pred)} detections above 0.0; drawn into {out}' in printed
+    assert len(lines) == len(pred)
+    for (name, score, box), s, label, b in zip(lines, pred.scores, pred.labels, pred.bboxes):
+        assert name == meta['classes'][int(label)]
+        assert float(score) == pytest.approx(float(s), abs=5e-4 + 1e-9)
+        got = [float(v) for v in box.split(',')]
+        assert got == pytest.approx(b.tolist(), abs=0.05 + 1e-6)
+    drawn, original = cv2.imread(out), cv2.imread(image)
+    assert drawn.shape == original.shape and (drawn != original).any()
+
+
+@pytest.mark.slow
 def test_segmentation_overlay(tmp_path, image, capsys):
     ckpt = str(tmp_path / 'seg.pth')
-    meta = _checkpoint(SEG, ckpt)
+    meta = save_initialised_checkpoint(SEG, ckpt)
     out = str(tmp_path / 'overlay.png')
     image_demo.main([image, SEG, ckpt, '--out-file', out, '--device', 'cpu'])
     printed = capsys.readouterr().out
@@ -93,7 +113,7 @@ def test_segmentation_overlay(tmp_path, image, capsys):
 
 def test_classification_top5(tmp_path, image, capsys):
     ckpt = str(tmp_path / 'cls.pth')
-    meta = _checkpoint(CLS, ckpt)
+    meta = save_initialised_checkpoint(CLS, ckpt)
     image_demo.main([image, CLS, ckpt, '--device', 'cpu', '--topk', '5'])
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln[:2] in {f'{i}.' for i in range(1, 6)}]
     k = min(5, len(meta['classes']))

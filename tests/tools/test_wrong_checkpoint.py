@@ -13,7 +13,8 @@ import pytest
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from test_image_demo import CLS, _checkpoint  # noqa: E402  demo model saved as mmengine does
+from demo_helpers import save_initialised_checkpoint  # noqa: E402  demo model saved as mmengine does
+from test_image_demo import CLS  # noqa: E402
 from test_train_test_tools import DEMO_CONFIG, TOOLS, _env, write_config  # noqa: E402
 
 from tools.demo_data.coco import generate  # noqa: E402
@@ -32,7 +33,7 @@ def data_root(tmp_path_factory) -> str:
 def cls_checkpoint(tmp_path_factory) -> str:
     """The demo classification model (InternImage micro + head), saved like mmengine does."""
     path = str(tmp_path_factory.mktemp('ckpt') / 'classifier.pth')
-    _checkpoint(CLS, path)
+    save_initialised_checkpoint(CLS, path)
     return path
 
 
