@@ -16,7 +16,7 @@ export CUDA_HOME=${CUDA_HOME:-$( [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/lo
 
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 
-deps_key=$(hash_of requirements.txt requirements-dev.txt tools/setup_env.sh tools/build_mmcv_wheel.sh)
+deps_key=$(hash_of requirements.txt requirements-dev.txt requirements-deploy.txt tools/setup_env.sh tools/build_mmcv_wheel.sh)
 ext_key=$(hash_of setup.py pyproject.toml $(find ops_dcnv3/csrc -type f 2>/dev/null | sort))-cuda${FORCE_CUDA:-0}
 deps_stamp=$VENV/.stamp-deps
 ext_stamp=$VENV/.stamp-ext
@@ -47,7 +47,7 @@ for name in ('torch', 'torchvision'):
     print(f'{name}=={m.version(name)}')
 PY
   grep -vE '^(torch|torchvision|mmcv)==' requirements.txt > "$constraints.req"
-  pipq install -q -c "$constraints" -r "$constraints.req" -r requirements-dev.txt
+  pipq install -q -c "$constraints" -r "$constraints.req" -r requirements-dev.txt -r requirements-deploy.txt
   rm -f "$constraints" "$constraints.req"
   # mmcv: built once from source and cached outside the work tree (see the script). mmdet, mmseg and
   # mmpretrain do not declare it as a pip dependency, so installing them above did not pull it in.
