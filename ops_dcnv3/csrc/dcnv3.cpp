@@ -108,7 +108,9 @@ LaunchConfig launch_config(const Geometry& g, std::initializer_list<const at::Te
   const auto aligned = [&](int cpl) {
     if (g.group_channels % cpl != 0) return false;
     for (const at::Tensor* t : vector_accessed) {
-      if (reinterpret_cast<uintptr_t>(t->const_data_ptr()) % (cpl * elem) != 0) return false;
+      if (reinterpret_cast<uintptr_t>(t->const_data_ptr()) % (cpl * t->element_size()) != 0) {
+        return false;
+      }
     }
     return true;
   };

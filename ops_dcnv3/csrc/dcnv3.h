@@ -70,8 +70,9 @@ BackwardArgs prepare_backward(const Geometry& g, const at::Tensor& input, const 
 
 // Launch parameters of the CUDA kernels, shared with their host launcher (cpu/dcnv3_device_math.cpp)
 // so that both run the same lane layout. `cpl` channels per lane: the widest vector (at most 16
-// bytes, at most 8 channels) that divides group_channels and to which every pointer the kernels
-// read or write channel vectors through is aligned; 1 (scalar loads) otherwise, e.g. for odd
+// bytes of the first vector-accessed tensor, at most 8 channels) that divides group_channels and
+// to which every tensor the kernels read or write channel vectors of is aligned (each at cpl of its
+// own elements); 1 (scalar loads) otherwise, e.g. for odd
 // group_channels. `index32`: every tensor is small enough for 32-bit index arithmetic (the
 // environment variable DCNV3_INDEX_BITS=64 turns it off).
 struct LaunchConfig {

@@ -239,6 +239,26 @@ C10_HOST_DEVICE inline void scatter_add(T* address, T value) {
 #endif
 }
 
+// grad_input[k] += v[k] for a lane's CPL consecutive channels. sm_90 and newer add float2/float4
+// vectors atomically (one 8/16-byte atomic per lane instead of two/four), older GPUs per channel.
+template <int CPL, typename T>
+C10_HOST_DEVICE inline void scatter_add_channels(T* address, const T (&v)[CPL]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (std::is_same_v<T, float> && CPL % 4 == 0) {
+DCNV3_UNROLL
+    for (int k = 0; k < CPL; k += 4) {
+      atomicAdd(reinterpret_cast<float4*>(address + k), make_float4(v[k], v[k + 1], v[k + 2], v[k + 3]));
+    }
+    return;
+  } else if constexpr (std::is_same_v<T, float> && CPL == 2) {
+    atomicAdd(reinterpret_cast<float2*>(address), make_float2(v[0], v[1]));
+    return;
+  }
+#endif
+DCNV3_UNROLL
+  for (int k = 0; k < CPL; ++k) scatter_add(address + k, v[k]);
+}
+
 // One lane's share of point p of an item: s[q] += go * v_q over the lane's channels (the dot
 // products of grad_output with the corner values, completed by team_allreduce) and grad_input at
 // each corner += coef_q * m * go. Returns false, leaving s at zero, when the point samples nothing.
@@ -267,12 +287,13 @@ DCNV3_UNROLL
       opmath_t v[CPL];
       load_channels<CPL>(input + base + t.idx[q] + d0, v);
       const opmath_t w = t.coef[q] * m;
-      opmath_t* gimg = grad_input + base + t.idx[q] + d0;
+      opmath_t add[CPL];
 DCNV3_UNROLL
       for (int k = 0; k < CPL; ++k) {
         s[q] += go[k] * v[k];
-        scatter_add(gimg + k, w * go[k]);
+        add[k] = w * go[k];
       }
+      scatter_add_channels<CPL>(grad_input + base + t.idx[q] + d0, add);
     }
   }
   return true;

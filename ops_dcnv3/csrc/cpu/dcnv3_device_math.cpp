@@ -70,7 +70,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_device_math_backward(
   const int64_t items = g.n * g.ho * g.wo * g.group;
   if (items == 0 || g.points == 0) return a.result();
   const LaunchConfig c = launch_config(
-      g, {&a.input, &a.offset, &a.mask, &a.grad_output, &a.grad_input}, {&a.input, &a.grad_output});
+      g, {&a.input, &a.offset, &a.mask, &a.grad_output, &a.grad_input},
+        {&a.input, &a.grad_output, &a.grad_input});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "dcnv3_device_math_backward", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     element::dispatch_launch<scalar_t>(c, [&](auto cpl, auto index) {

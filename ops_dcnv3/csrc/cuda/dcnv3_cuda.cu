@@ -8,7 +8,7 @@
 // four corner dot products, a butterfly of warp shuffles sums them over the team, and one lane writes
 // the point's offset and mask gradients (no atomics there). grad_input is scattered with atomicAdd
 // into an opmath buffer (float32 for half types) converted at the end; a warp's atomics hit
-// contiguous channels. Float atomics make the summation order, and so the last bits of grad_input,
+// contiguous channels, as float2/float4 vector atomics on sm_90 and newer. Float atomics make the summation order, and so the last bits of grad_input,
 // vary between runs: the backward reports itself to torch.use_deterministic_algorithms.
 // The per-lane arithmetic lives in dcnv3_element.h, shared with a host launcher.
 #include <ATen/ATen.h>
@@ -137,7 +137,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_backward_cuda(
   const int64_t items = g.n * g.ho * g.wo * g.group;
   if (items > 0 && g.points > 0) {
     const LaunchConfig c = launch_config(
-        g, {&a.input, &a.offset, &a.mask, &a.grad_output, &a.grad_input}, {&a.input, &a.grad_output});
+        g, {&a.input, &a.offset, &a.mask, &a.grad_output, &a.grad_input},
+        {&a.input, &a.grad_output, &a.grad_input});
     const auto stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "dcnv3_backward_cuda", [&] {
       element::dispatch_launch<scalar_t>(c, [&](auto cpl, auto index) {
