@@ -102,7 +102,9 @@ LaunchConfig launch_config(const Geometry& g, std::initializer_list<const at::Te
   for (const at::Tensor* t : tensors) {
     cfg.index32 = cfg.index32 && t->numel() < std::numeric_limits<int32_t>::max();
   }
-  if (vector_accessed.size() == 0) return cfg;
+  // Tensors of 2**31 elements or more take the scalar layout: it keeps the number of compiled
+  // kernels down, and at that size the kernels are bound by memory, not by instruction count.
+  if (vector_accessed.size() == 0 || !cfg.index32) return cfg;
   const int64_t elem = (*vector_accessed.begin())->element_size();
   cfg.cpl = static_cast<int>(std::min<int64_t>(8, 16 / elem));
   const auto aligned = [&](int cpl) {

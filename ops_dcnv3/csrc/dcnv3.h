@@ -73,8 +73,8 @@ BackwardArgs prepare_backward(const Geometry& g, const at::Tensor& input, const 
 // bytes of the first vector-accessed tensor, at most 8 channels) that divides group_channels and
 // to which every tensor the kernels read or write channel vectors of is aligned (each at cpl of its
 // own elements); 1 (scalar loads) otherwise, e.g. for odd
-// group_channels. `index32`: every tensor is small enough for 32-bit index arithmetic (the
-// environment variable DCNV3_INDEX_BITS=64 turns it off).
+// group_channels or without 32-bit indexing. `index32`: every tensor is small enough for 32-bit
+// index arithmetic (the environment variable DCNV3_INDEX_BITS=64 turns it off).
 struct LaunchConfig {
   int cpl;
   bool index32;

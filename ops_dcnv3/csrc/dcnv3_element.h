@@ -353,25 +353,27 @@ C10_HOST_DEVICE inline void write_point_gradients(const scalar_t* mask, scalar_t
 }
 
 // Calls fn(std::integral_constant<int, CPL>{}, index_t{}) with the compile-time form of a launch
-// configuration, for the channel widths that fit a 16-byte vector of scalar_t.
+// configuration: 32-bit indexing with the channel widths that fit a 16-byte vector of scalar_t, or
+// 64-bit indexing with one channel per lane (launch_config never pairs it with another width).
 template <typename scalar_t, typename Fn>
 inline void dispatch_launch(const LaunchConfig& c, Fn&& fn) {
-  const auto with_index = [&](auto cpl) {
+  if (!c.index32) {
+    TORCH_CHECK(c.cpl == 1, "dcnv3: 64-bit indexing takes one channel per lane, got ", c.cpl);
+    fn(std::integral_constant<int, 1>{}, int64_t{});
+    return;
+  }
+  const auto with_width = [&](auto cpl) {
     if constexpr (decltype(cpl)::value * sizeof(scalar_t) <= 16) {
-      if (c.index32) {
-        fn(cpl, int32_t{});
-      } else {
-        fn(cpl, int64_t{});
-      }
+      fn(cpl, int32_t{});
     } else {
       TORCH_CHECK(false, "dcnv3: ", decltype(cpl)::value, " channels per lane exceed 16 bytes");
     }
   };
   switch (c.cpl) {
-    case 8: with_index(std::integral_constant<int, 8>{}); break;
-    case 4: with_index(std::integral_constant<int, 4>{}); break;
-    case 2: with_index(std::integral_constant<int, 2>{}); break;
-    default: with_index(std::integral_constant<int, 1>{}); break;
+    case 8: with_width(std::integral_constant<int, 8>{}); break;
+    case 4: with_width(std::integral_constant<int, 4>{}); break;
+    case 2: with_width(std::integral_constant<int, 2>{}); break;
+    default: with_width(std::integral_constant<int, 1>{}); break;
   }
 }
 

@@ -213,8 +213,10 @@ def test_unaligned_operands_take_the_scalar_path_with_equal_results(dtype):
 
 def test_64bit_indexing_agrees_with_32bit(monkeypatch):
     # Small tensors index with 32-bit integers; DCNV3_INDEX_BITS=64 forces the 64-bit form of the
-    # same code, which tensors of 2**31 elements or more take.
+    # same code (one channel per lane), which tensors of 2**31 elements or more take. group_channels
+    # 5 runs one channel per lane in both, so the backward's sums are added in the same order.
     cfg = CONFIGS[1]
+    assert cfg[4] == 5
     x, off, m = _inputs(cfg, offset_range=3.0)
     gout = torch.randn(dcnv3_device_math(x, off, m, *_args(cfg)).shape, dtype=x.dtype)
     runs = []
@@ -225,6 +227,19 @@ def test_64bit_indexing_agrees_with_32bit(monkeypatch):
     for a, b in zip(*runs):
         assert torch.equal(a, b)
     torch.testing.assert_close(runs[1][0], loop_oracle(x, off, m, *_args(cfg)), rtol=1e-12, atol=1e-12)
+    # float32 with 16 channels: four channels per lane in 32-bit, one in 64-bit. Each output channel
+    # adds its terms in the same order either way; the backward's dot products are summed in another.
+    cfg = CONFIGS[5]
+    x, off, m = (t.float() for t in _inputs(cfg, offset_range=3.0))
+    gout = torch.randn(dcnv3_device_math(x, off, m, *_args(cfg)).shape)
+    runs = []
+    for bits in ('32', '64'):
+        monkeypatch.setenv('DCNV3_INDEX_BITS', bits)
+        runs.append((dcnv3_device_math(x, off, m, *_args(cfg)),
+                     *torch.ops.ops_dcnv3.dcnv3_device_math_backward(x, off, m, gout, *_args(cfg))))
+    assert torch.equal(runs[0][0], runs[1][0])
+    for a, b in zip(runs[0][1:], runs[1][1:]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_cuda_kernels_call_the_shared_element_functions(repo_root):
