@@ -115,6 +115,7 @@ def test_losses_are_the_members_weighted(demo_root):
     torch.manual_seed(0)
     cfg = narrow_cfg(demo_root)
     model = MODELS.build(cfg.model).train()  # no dropout or drop path in the narrow model
+    model.init_weights()  # some DINO parameters are allocated uninitialised (torch.Tensor(n))
     model.backbone.cb_modules[1].gamma1.data.fill_(0.3)
     data = model.data_preprocessor(_batch(cfg), training=True)
     torch.manual_seed(1)
@@ -139,6 +140,7 @@ def test_predicts_from_last_member_and_with_tta(demo_root):
     torch.manual_seed(0)
     cfg = narrow_cfg(demo_root)
     model = MODELS.build(copy.deepcopy(cfg.model)).eval()  # building edits the head's config
+    model.init_weights()  # some DINO parameters are allocated uninitialised (torch.Tensor(n))
     model.backbone.cb_modules[1].gamma0.data.fill_(0.5)
     img = torch.rand(1, 3, 64, 64)
     feats = model.extract_feat(img)
