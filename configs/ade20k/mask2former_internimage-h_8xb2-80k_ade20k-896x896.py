@@ -62,7 +62,8 @@ model = dict(
                 ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=4096))),
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])))
 
-# Published pipelines (those of the UperNet-H config): random resize around (3584, 896), 896 crops.
+# Published pipelines (those of the UperNet-H config, ../_base_/datasets/ade20k_896x896.py, which a
+# config based on mmseg's Mask2Former cannot inherit): random resize around (3584, 896), 896 crops.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadCheckedAnnotations', num_classes=num_classes),

@@ -18,16 +18,9 @@ model = dict(
     backbone=dict(
         type='CBInternImage',
         out_indices=[(0, 1, 2, 3), (1, 2, 3)]),  # the first member's stride-4 map is dropped
-    # As published, the neck is a one-element list (an nn.Sequential: keys `neck.0.*`), applied to each
-    # member's features.
-    neck=[dict(
-        type='ChannelMapper',
-        in_channels=[640, 1280, 2560],
-        kernel_size=1,
-        out_channels=256,
-        act_cfg=None,
-        norm_cfg=dict(type='GN', num_groups=32),
-        num_outs=4)])
+    # As published, the neck is a one-element list (an nn.Sequential: keys `neck.0.*`) of the H
+    # model's neck, applied to each member's features.
+    neck=[_base_.model.neck])
 
 # Note: the published layer-decay rule matches `backbone.levels.*` only; the composite's parameters
 # (`backbone.cb_modules.*`) all get the head's layer id, so the CB backbone trains at the full lr.

@@ -13,55 +13,28 @@ model = dict(
     decode_head=dict(num_classes=num_classes,
                      loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])))
 
-crop_size = (896, 896)
-scale = (3584, 896)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadCheckedAnnotations', num_classes=num_classes),
-    dict(type='RandomResize', scale=scale, ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='ResizeToMultiple', size_divisor=32),
-    dict(type='LoadCheckedAnnotations', num_classes=num_classes),
-    dict(type='PackSegInputs')
-]
+# The ADE20K pipelines with the 171 classes checked on loading; multi-scale test at 0.5-1.75 x the
+# (3584, 896) test scale, with flips.
+__classes = dict(LoadCheckedAnnotations=dict(num_classes=num_classes))
+train_pipeline = [dict(t, **__classes.get(t.type, {})) for t in _base_.train_pipeline]
+test_pipeline = [dict(t, **__classes.get(t.type, {})) for t in _base_.test_pipeline]
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+__tta, __scale = _base_.tta_pipeline[1], _base_.scale
 tta_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [dict(type='Resize', scale=(int(scale[0] * r), int(scale[1] * r)), keep_ratio=True)
-             for r in img_ratios],
-            [dict(type='ResizeToMultiple', size_divisor=32)],
-            [dict(type='RandomFlip', prob=0., direction='horizontal'),
-             dict(type='RandomFlip', prob=1., direction='horizontal')],
-            [dict(type='LoadCheckedAnnotations', num_classes=num_classes)],
-            [dict(type='PackSegInputs')],
-        ])
+    dict(_base_.tta_pipeline[0]),
+    dict(__tta, transforms=[[
+        dict(type='Resize', scale=(int(__scale[0] * r), int(__scale[1] * r)), keep_ratio=True)
+        for r in img_ratios
+    ]] + [[dict(t, **__classes.get(t.type, {})) for t in ts] for ts in __tta.transforms[1:]])
 ]
 dataset_type = 'COCOStuffDataset'
 data_root = 'data/coco_stuff164k'
-train_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(img_path='images/train2017', seg_map_path='annotations/train2017'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017'),
-        pipeline=test_pipeline))
+train_dataloader = dict(dataset=dict(
+    _delete_=True, type=dataset_type, data_root=data_root, pipeline=train_pipeline,
+    data_prefix=dict(img_path='images/train2017', seg_map_path='annotations/train2017')))
+val_dataloader = dict(dataset=dict(
+    _delete_=True, type=dataset_type, data_root=data_root, pipeline=test_pipeline,
+    data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017')))
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(optimizer=dict(lr=2e-5))

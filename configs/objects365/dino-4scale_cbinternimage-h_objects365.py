@@ -8,11 +8,4 @@ _base_ = './dino-4scale_internimage-h_objects365.py'
 model = dict(
     type='CBDINO',
     backbone=dict(type='CBInternImage', out_indices=[(0, 1, 2, 3), (1, 2, 3)]),
-    neck=[dict(
-        type='ChannelMapper',
-        in_channels=[640, 1280, 2560],
-        kernel_size=1,
-        out_channels=256,
-        act_cfg=None,
-        norm_cfg=dict(type='GN', num_groups=32),
-        num_outs=4)])
+    neck=[_base_.model.neck])  # the H model's neck as a one-element list (keys `neck.0.*`)
