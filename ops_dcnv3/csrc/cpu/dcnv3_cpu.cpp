@@ -8,6 +8,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "dcnv3.h"
@@ -36,6 +40,12 @@ bool cpu_has_avx2() {
   return has;
 }
 #endif
+
+// The kernels index pixels (y*W + x, up to one row and column past the image) with 32-bit integers.
+void check_pixel_count(const Geometry& g, const char* name) {
+  TORCH_CHECK((g.h + 1) * (g.w + 1) < std::numeric_limits<int32_t>::max(), name,
+              ": input images of more than 2**31 pixels are not supported, got ", g.h, "x", g.w);
+}
 
 template <typename scalar_t>
 void forward_kernel(const scalar_t* input, const scalar_t* offset, const scalar_t* mask,
@@ -69,6 +79,7 @@ at::Tensor dcnv3_forward_cpu(const at::Tensor& input, const at::Tensor& offset, 
                                         pad_h, pad_w, dilation_h, dilation_w, group, group_channels,
                                         offset_scale, remove_center);
   TORCH_CHECK(input.device().is_cpu(), "dcnv3_forward_cpu: tensors must be on the CPU");
+  check_pixel_count(g, "dcnv3_forward_cpu");
   const ForwardArgs a = prepare_forward(g, input, offset, mask);
   if (a.output.numel() == 0) return a.output;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, a.input.scalar_type(), "dcnv3_forward_cpu", [&] {
@@ -88,6 +99,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcnv3_backward_cpu(
                                         offset_scale, remove_center);
   TORCH_CHECK(input.device().is_cpu() && grad_output.device().is_cpu(),
               "dcnv3_backward_cpu: tensors must be on the CPU");
+  check_pixel_count(g, "dcnv3_backward_cpu");
   const BackwardArgs a = prepare_backward(g, input, offset, mask, grad_output);
   if (a.grad_output.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, a.input.scalar_type(), "dcnv3_backward_cpu", [&] {

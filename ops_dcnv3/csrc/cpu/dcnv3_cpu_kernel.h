@@ -1,74 +1,209 @@
 // DCNv3 CPU kernel bodies. Included by dcnv3_cpu.cpp once per instruction set (inside a namespace,
 // e.g. under `#pragma GCC target("avx2,fma")`), so this file has no includes and no include guard.
 //
-// Forward: parallel over output positions. Per (position, group) the bilinear taps of all points are
-// computed once (4 pointers + 4 weights already multiplied by the mask) and shared by the group's D
-// contiguous channels, which are processed in register blocks of 16/8 channels with compile-time
-// length, so the inner multiply-adds vectorise. Taps outside the image point at a zero row.
-// Backward: parallel over (batch, group) pairs. Each pair owns a disjoint slice of grad_input (its
-// image, its D channels), so the scatter needs no atomics and the result does not depend on the
-// number of threads.
+// Both directions work position by position. The sampling set-up of all G*P points of a position
+// (location, floor, bilinear weights, corner indices, bounds) is one branch-free loop over the
+// points in structure-of-arrays form, so the compiler vectorises it across points: at
+// group_channels 16 this set-up, done point by point with branches, used to cost more than the
+// channel arithmetic itself. The channel loops then run over register blocks of 16/8 channels of
+// compile-time length. Corners outside the image point at a zero row (and, in the backward, a
+// sink), so every point does the same work and no bound is tested in the channel loops.
+//
+// Forward: parallel over output positions; each output element is written by one thread.
+// Backward: parallel over (image, band of output rows). grad_input is accumulated without atomics:
+// a band adds directly into the input rows it owns (the rows under its outputs) and into a private
+// buffer for rows owned by other bands (sampling near a band's edge, or far offsets); the private
+// rows are added afterwards in band order. The bands depend on the shape only, never on the thread
+// count, so the sums are formed in the same order with any number of threads.
 
-// The four bilinear taps of one sampling point; index -1 marks a tap outside the image.
+// Sampling set-up of `count` consecutive points of one output position, as arrays over the points.
 template <typename opmath_t>
-struct Taps {
-  int64_t idx[4];    // element offsets (pixel * C) in the image
-  opmath_t coef[4];  // bilinear weights: (y0,x0), (y0,x1), (y1,x0), (y1,x1)
-  opmath_t lx, ly;   // fractional parts, for the location gradient
+struct Samples {
+  explicit Samples(int64_t count)
+      : f(static_cast<size_t>(11 * count)), i(static_cast<size_t>(6 * count)) {
+    for (int q = 0; q < 4; ++q) {
+      coef[q] = f.data() + q * count;
+      weight[q] = f.data() + (7 + q) * count;
+      corner[q] = i.data() + q * count;
+    }
+    frac_x = f.data() + 4 * count;
+    frac_y = f.data() + 5 * count;
+    mask = f.data() + 6 * count;
+    row = i.data() + 4 * count;
+    inside = i.data() + 5 * count;
+  }
+  std::vector<opmath_t> f;
+  std::vector<int32_t> i;
+  opmath_t* coef[4];    // bilinear weights of the corners (y0,x0), (y0,x1), (y1,x0), (y1,x1)
+  opmath_t* weight[4];  // coef * mask
+  int32_t* corner[4];   // pixel index y*W + x of each corner; -1 for a corner outside the image
+  opmath_t* frac_x;     // fractional parts of the location, for the location gradient
+  opmath_t* frac_y;
+  opmath_t* mask;       // the point's modulation; 0 where nothing is sampled
+  int32_t* row;         // y0, the row of corners 0 and 1
+  int32_t* inside;      // 0 where the location lies outside (-1, size) or is not finite
 };
 
-// False when the location lies outside (-1, size) on either axis: nothing is sampled. NaN and
-// infinite locations fail the comparisons too, so no out-of-bounds index is ever formed.
+// Kernel taps of the G*P points of a position relative to the kernel's centre, point k = grp*P + p
+// in the published order p = i*kernel_h + j (centre skipped under remove_center).
 template <typename opmath_t>
-inline bool make_taps(opmath_t loc_x, opmath_t loc_y, int64_t h, int64_t w, int64_t c,
-                      Taps<opmath_t>& t) {
-  if (!(loc_x > opmath_t(-1) && loc_y > opmath_t(-1) && loc_x < opmath_t(w) && loc_y < opmath_t(h))) {
-    return false;
-  }
-  const int64_t x0 = static_cast<int64_t>(std::floor(loc_x));
-  const int64_t y0 = static_cast<int64_t>(std::floor(loc_y));
-  const int64_t x1 = x0 + 1, y1 = y0 + 1;
-  t.lx = loc_x - opmath_t(x0);
-  t.ly = loc_y - opmath_t(y0);
-  const opmath_t hx = opmath_t(1) - t.lx, hy = opmath_t(1) - t.ly;
-  const bool vx0 = x0 >= 0, vx1 = x1 < w, vy0 = y0 >= 0, vy1 = y1 < h;
-  t.idx[0] = (vy0 && vx0) ? (y0 * w + x0) * c : -1;
-  t.idx[1] = (vy0 && vx1) ? (y0 * w + x1) * c : -1;
-  t.idx[2] = (vy1 && vx0) ? (y1 * w + x0) * c : -1;
-  t.idx[3] = (vy1 && vx1) ? (y1 * w + x1) * c : -1;
-  t.coef[0] = hy * hx;
-  t.coef[1] = hy * t.lx;
-  t.coef[2] = t.ly * hx;
-  t.coef[3] = t.ly * t.lx;
-  return true;
-}
-
-// Calls fn(point_index, x_tap, y_tap) for the kernel points in the published order p = i*kh + j.
-template <typename Fn>
-inline void for_each_point(const Geometry& g, Fn&& fn) {
+void point_taps(const Geometry& g, std::vector<opmath_t>& tap_x, std::vector<opmath_t>& tap_y) {
+  tap_x.clear();
+  tap_y.clear();
   const int64_t ci = g.kernel_w / 2, cj = g.kernel_h / 2;
-  int64_t p = 0;
-  for (int64_t i = 0; i < g.kernel_w; ++i) {
-    for (int64_t j = 0; j < g.kernel_h; ++j) {
-      if (g.remove_center && i == ci && j == cj) continue;
-      fn(p++, i * g.dilation_w - g.center_x(), j * g.dilation_h - g.center_y());
+  for (int64_t grp = 0; grp < g.group; ++grp) {
+    for (int64_t i = 0; i < g.kernel_w; ++i) {
+      for (int64_t j = 0; j < g.kernel_h; ++j) {
+        if (g.remove_center && i == ci && j == cj) continue;
+        tap_x.push_back(opmath_t(i * g.dilation_w - g.center_x()));
+        tap_y.push_back(opmath_t(j * g.dilation_h - g.center_y()));
+      }
     }
   }
 }
 
-// out[0:len] = sum over taps of w * v[c0:c0+len]; LEN > 0 fixes the length at compile time.
+// Fills `s` for points [0, count) of the position whose window centre is (base_x, base_y):
+//   loc = base + (tap + offset) * offset_scale;
+// a location outside (-1, size) on either axis, NaN and inf included (they fail the comparisons),
+// samples nothing.
+template <typename opmath_t>
+inline void sample_points(const opmath_t* __restrict off, const opmath_t* __restrict msk,
+                          const opmath_t* __restrict tap_x, const opmath_t* __restrict tap_y,
+                          opmath_t base_x, opmath_t base_y, opmath_t scale, int32_t h, int32_t w,
+                          int64_t count, Samples<opmath_t>& s) {
+  opmath_t* __restrict c0 = s.coef[0];
+  opmath_t* __restrict c1 = s.coef[1];
+  opmath_t* __restrict c2 = s.coef[2];
+  opmath_t* __restrict c3 = s.coef[3];
+  opmath_t* __restrict w0 = s.weight[0];
+  opmath_t* __restrict w1 = s.weight[1];
+  opmath_t* __restrict w2 = s.weight[2];
+  opmath_t* __restrict w3 = s.weight[3];
+  int32_t* __restrict i0 = s.corner[0];
+  int32_t* __restrict i1 = s.corner[1];
+  int32_t* __restrict i2 = s.corner[2];
+  int32_t* __restrict i3 = s.corner[3];
+  opmath_t* __restrict fx = s.frac_x;
+  opmath_t* __restrict fy = s.frac_y;
+  opmath_t* __restrict m = s.mask;
+  int32_t* __restrict rows = s.row;
+  int32_t* __restrict in = s.inside;
+  const opmath_t wf = opmath_t(w), hf = opmath_t(h);
+#pragma omp simd
+  for (int64_t k = 0; k < count; ++k) {
+    opmath_t x = base_x + (tap_x[k] + off[2 * k]) * scale;
+    opmath_t y = base_y + (tap_y[k] + off[2 * k + 1]) * scale;
+    const bool ok = (x > opmath_t(-1)) & (y > opmath_t(-1)) & (x < wf) & (y < hf);
+    // Clamped into [-1, size] (NaN goes to -1) so that the indices below are always formed from
+    // finite values; `ok` discards them where the location was outside. Written as compares and
+    // selects, and floor() as a corrected truncation, because std::floor and selects on `ok` keep
+    // GCC from vectorising the loop.
+    x = x > opmath_t(-1) ? x : opmath_t(-1);
+    x = x < wf ? x : wf;
+    y = y > opmath_t(-1) ? y : opmath_t(-1);
+    y = y < hf ? y : hf;
+    const int32_t xt = static_cast<int32_t>(x), yt = static_cast<int32_t>(y);
+    const int32_t x0 = xt - (opmath_t(xt) > x), y0 = yt - (opmath_t(yt) > y);
+    const opmath_t x0f = opmath_t(x0), y0f = opmath_t(y0);
+    const opmath_t ax = x - x0f, ay = y - y0f;
+    const opmath_t bx = opmath_t(1) - ax, by = opmath_t(1) - ay;
+    const bool vx0 = x0 >= 0, vx1 = x0 + 1 < w, vy0 = y0 >= 0, vy1 = y0 + 1 < h;
+    const int32_t pix = y0 * w + x0;
+    i0[k] = (ok & vy0 & vx0) ? pix : -1;
+    i1[k] = (ok & vy0 & vx1) ? pix + 1 : -1;
+    i2[k] = (ok & vy1 & vx0) ? pix + w : -1;
+    i3[k] = (ok & vy1 & vx1) ? pix + w + 1 : -1;
+    const opmath_t k0 = by * bx, k1 = by * ax, k2 = ay * bx, k3 = ay * ax;
+    c0[k] = k0;
+    c1[k] = k1;
+    c2[k] = k2;
+    c3[k] = k3;
+    fx[k] = ax;
+    fy[k] = ay;
+    const opmath_t mk = msk[k];  // read unconditionally: a masked load is slow on some CPUs
+    const opmath_t mm = ok ? mk : opmath_t(0);
+    m[k] = mm;
+    w0[k] = k0 * mm;
+    w1[k] = k1 * mm;
+    w2[k] = k2 * mm;
+    w3[k] = k3 * mm;
+    rows[k] = y0;
+    in[k] = ok;
+  }
+}
+
+// The offsets and mask of a position in opmath: the tensors themselves for float/double, a
+// converted copy for the half types.
+template <typename scalar_t, typename opmath_t>
+struct PositionInputs {
+  explicit PositionInputs(int64_t count) {
+    if constexpr (!std::is_same_v<scalar_t, opmath_t>) buf.resize(static_cast<size_t>(3 * count));
+  }
+  void load(const scalar_t* off, const scalar_t* msk, int64_t count) {
+    if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+      offset = off;
+      mask = msk;
+    } else {
+      opmath_t* o = buf.data();
+      for (int64_t k = 0; k < 2 * count; ++k) o[k] = static_cast<opmath_t>(off[k]);
+      for (int64_t k = 0; k < count; ++k) o[2 * count + k] = static_cast<opmath_t>(msk[k]);
+      offset = o;
+      mask = o + 2 * count;
+    }
+  }
+  std::vector<opmath_t> buf;
+  const opmath_t* offset = nullptr;
+  const opmath_t* mask = nullptr;
+};
+
+// Everything a thread needs to set up the points of one position after another.
+template <typename scalar_t>
+struct PointSampler {
+  using opmath_t = at::opmath_type<scalar_t>;
+  PointSampler(const Geometry& g, const std::vector<opmath_t>& tap_x,
+               const std::vector<opmath_t>& tap_y)
+      : g(g), count(g.group * g.points), tap_x(tap_x), tap_y(tap_y), in(count), s(count) {}
+  // Sets up all points of output position pos = (n, ho, wo).
+  const Samples<opmath_t>& operator()(const scalar_t* offset, const scalar_t* mask, int64_t pos,
+                                      int64_t ho, int64_t wo) {
+    in.load(offset + pos * count * 2, mask + pos * count, count);
+    sample_points(in.offset, in.mask, tap_x.data(), tap_y.data(),
+                  opmath_t(wo * g.stride_w - g.pad_w + g.center_x()),
+                  opmath_t(ho * g.stride_h - g.pad_h + g.center_y()),
+                  static_cast<opmath_t>(g.offset_scale), static_cast<int32_t>(g.h),
+                  static_cast<int32_t>(g.w), count, s);
+    return s;
+  }
+  const Geometry& g;
+  const int64_t count;
+  const std::vector<opmath_t>& tap_x;
+  const std::vector<opmath_t>& tap_y;
+  PositionInputs<scalar_t, opmath_t> in;
+  Samples<opmath_t> s;
+};
+
+// out[c0:c0+len] = sum over the points [k0, k0 + npoints) and their four corners of
+// weight * image row; LEN > 0 fixes the length at compile time. Corners outside the image read the
+// zero row.
 template <int LEN, typename scalar_t, typename opmath_t>
-inline void gather_block(const scalar_t* const* ptrs, const opmath_t* wts, int64_t ntaps, int64_t c0,
+inline void gather_block(const Samples<opmath_t>& s, int64_t k0, int64_t npoints,
+                         const scalar_t* img, const scalar_t* zeros, int64_t C, int64_t c0,
                          int64_t len, scalar_t* out) {
   constexpr int kMax = LEN > 0 ? LEN : 16;
   const int64_t n = LEN > 0 ? LEN : len;
+  // One accumulator per corner: four independent multiply-add chains instead of one.
   opmath_t acc[kMax] = {};
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const scalar_t* v0 = ptrs[4 * t] + c0;
-    const scalar_t* v1 = ptrs[4 * t + 1] + c0;
-    const scalar_t* v2 = ptrs[4 * t + 2] + c0;
-    const scalar_t* v3 = ptrs[4 * t + 3] + c0;
-    const opmath_t w0 = wts[4 * t], w1 = wts[4 * t + 1], w2 = wts[4 * t + 2], w3 = wts[4 * t + 3];
+  const auto row = [&](int q, int64_t k) {
+    const int32_t c = s.corner[q][k];
+    return (c >= 0 ? img + int64_t(c) * C : zeros) + c0;
+  };
+  for (int64_t k = k0; k < k0 + npoints; ++k) {
+    const scalar_t* v0 = row(0, k);
+    const scalar_t* v1 = row(1, k);
+    const scalar_t* v2 = row(2, k);
+    const scalar_t* v3 = row(3, k);
+    const opmath_t w0 = s.weight[0][k], w1 = s.weight[1][k], w2 = s.weight[2][k],
+                   w3 = s.weight[3][k];
 #pragma omp simd
     for (int64_t d = 0; d < n; ++d) {
       acc[d] += w0 * opmath_t(v0[d]) + w1 * opmath_t(v1[d]) + w2 * opmath_t(v2[d]) +
@@ -84,50 +219,36 @@ void forward_kernel(const scalar_t* __restrict input, const scalar_t* __restrict
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t C = g.channels(), D = g.group_channels, P = g.points;
   const int64_t positions = g.n * g.ho * g.wo;
-  const opmath_t scale = static_cast<opmath_t>(g.offset_scale);
+  std::vector<opmath_t> tap_x, tap_y;
+  point_taps(g, tap_x, tap_y);
   // A few thousand multiply-adds per task keep the scheduling overhead negligible.
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, g.group * P * D));
   at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
     const std::vector<scalar_t> zeros(D, scalar_t(0));
-    std::vector<const scalar_t*> ptrs(4 * P);
-    std::vector<opmath_t> wts(4 * P);
+    PointSampler<scalar_t> sampler(g, tap_x, tap_y);
     for (int64_t pos = begin; pos < end; ++pos) {
       const int64_t wo = pos % g.wo, ho = (pos / g.wo) % g.ho, n = pos / (g.wo * g.ho);
+      const Samples<opmath_t>& s = sampler(offset, mask, pos, ho, wo);
       const scalar_t* img = input + n * g.h * g.w * C;
-      const scalar_t* off = offset + pos * g.group * P * 2;
-      const scalar_t* msk = mask + pos * g.group * P;
-      const opmath_t base_x = opmath_t(wo * g.stride_w - g.pad_w + g.center_x());
-      const opmath_t base_y = opmath_t(ho * g.stride_h - g.pad_h + g.center_y());
       for (int64_t grp = 0; grp < g.group; ++grp) {
         const scalar_t* img_g = img + grp * D;
-        int64_t ntaps = 0;
-        for_each_point(g, [&](int64_t p, int64_t tap_x, int64_t tap_y) {
-          const int64_t k = grp * P + p;
-          const opmath_t loc_x = base_x + (opmath_t(tap_x) + opmath_t(off[2 * k])) * scale;
-          const opmath_t loc_y = base_y + (opmath_t(tap_y) + opmath_t(off[2 * k + 1])) * scale;
-          Taps<opmath_t> t;
-          if (!make_taps(loc_x, loc_y, g.h, g.w, C, t)) return;
-          const opmath_t m = static_cast<opmath_t>(msk[k]);
-          for (int q = 0; q < 4; ++q) {
-            ptrs[4 * ntaps + q] = t.idx[q] >= 0 ? img_g + t.idx[q] : zeros.data();
-            wts[4 * ntaps + q] = t.coef[q] * m;
-          }
-          ++ntaps;
-        });
         scalar_t* out = output + pos * C + grp * D;
+        const int64_t k0 = grp * P;
         int64_t c0 = 0;
-        for (; c0 + 16 <= D; c0 += 16) gather_block<16>(ptrs.data(), wts.data(), ntaps, c0, 16, out);
+        for (; c0 + 16 <= D; c0 += 16) {
+          gather_block<16>(s, k0, P, img_g, zeros.data(), C, c0, 16, out);
+        }
         if (c0 + 8 <= D) {
-          gather_block<8>(ptrs.data(), wts.data(), ntaps, c0, 8, out);
+          gather_block<8>(s, k0, P, img_g, zeros.data(), C, c0, 8, out);
           c0 += 8;
         }
-        if (c0 < D) gather_block<0>(ptrs.data(), wts.data(), ntaps, c0, D - c0, out);
+        if (c0 < D) gather_block<0>(s, k0, P, img_g, zeros.data(), C, c0, D - c0, out);
       }
     }
   });
 }
 
-// For one tap set and a block of channels: s[q] += <go, v_q>, grad_v_q += coef_q * m * go.
+// For one point and a block of channels: s[q] += <go, v_q>, grad_v_q += w_q * go.
 // `omp simd` (not a parallel region: -fopenmp is on anyway) asserts the rows don't alias, keeps GCC
 // from fully unrolling the short fixed-length loop into scalar code before vectorising it, and lets
 // the dot product reduce in vector lanes (a fixed order, so results stay deterministic).
@@ -150,6 +271,37 @@ inline void scatter_block(const scalar_t* const* v, opmath_t* const* gv, const o
   }
 }
 
+// How the backward splits an image's output rows: enough (image, band) tasks for a many-core
+// machine even at batch 1, but bands of at least kMinBandRows rows so that most samples land in
+// rows the band owns. A function of the shape only (never of the thread count).
+constexpr int64_t kMinBackwardTasks = 32;
+constexpr int64_t kMinBandRows = 4;
+inline int64_t backward_bands(const Geometry& g) {
+  const int64_t want = (kMinBackwardTasks + g.n - 1) / g.n;
+  return std::max<int64_t>(1, std::min(want, g.ho / kMinBandRows));
+}
+
+// Where one band's grad_input rows go: rows [own_begin, own_end) of the image straight into
+// grad_input, every other row into the band's private buffer (zeroed on first touch and added to
+// grad_input after all bands finished).
+template <typename opmath_t>
+struct BandTarget {
+  opmath_t* grad_image;       // grad_input of the image
+  opmath_t* spill;            // the band's private image-sized buffer, or null with one band
+  uint8_t* touched;           // per row: spill row in use
+  int64_t own_begin, own_end;
+  int64_t row_elems;          // W * C
+  // The address of pixel `pix` (row `row`) in the buffer this band accumulates it in.
+  opmath_t* at(int64_t row, int64_t pix, int64_t C) {
+    if (row >= own_begin && row < own_end) return grad_image + pix * C;
+    if (!touched[row]) {
+      std::fill_n(spill + row * row_elems, row_elems, opmath_t(0));
+      touched[row] = 1;
+    }
+    return spill + pix * C;
+  }
+};
+
 template <typename scalar_t>
 void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restrict offset,
                      const scalar_t* __restrict mask, const scalar_t* __restrict grad_output,
@@ -157,65 +309,98 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
                      scalar_t* __restrict grad_offset, scalar_t* __restrict grad_mask,
                      const Geometry& g) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t C = g.channels(), D = g.group_channels, P = g.points;
+  const int64_t C = g.channels(), D = g.group_channels, P = g.points, K = g.group * P;
+  const int64_t image = g.h * g.w * C;
   const opmath_t scale = static_cast<opmath_t>(g.offset_scale);
-  at::parallel_for(0, g.n * g.group, 1, [&](int64_t begin, int64_t end) {
+  std::vector<opmath_t> tap_x, tap_y;
+  point_taps(g, tap_x, tap_y);
+  const int64_t bands = backward_bands(g);
+  // Private buffers exist only with several bands; their pages are touched only where used.
+  std::unique_ptr<opmath_t[]> spill(bands > 1 ? new opmath_t[g.n * bands * image] : nullptr);
+  std::vector<uint8_t> touched(bands > 1 ? static_cast<size_t>(g.n * bands * g.h) : 0, 0);
+  // Input rows a band owns: those under its output rows (any partition of the rows is correct).
+  const auto row_boundary = [&](int64_t band) -> int64_t {
+    if (band == 0) return 0;
+    if (band == bands) return g.h;
+    const int64_t r = band * g.ho / bands * g.stride_h - g.pad_h + g.center_y();
+    return std::clamp<int64_t>(r, 0, g.h);
+  };
+  at::parallel_for(0, g.n * bands, 1, [&](int64_t begin, int64_t end) {
     std::vector<opmath_t> go(D);
-    std::vector<opmath_t> sink(D);  // scatter target of taps outside the image
+    std::vector<opmath_t> sink(D);  // scatter target of corners outside the image
     const std::vector<scalar_t> zeros(D, scalar_t(0));
+    PointSampler<scalar_t> sampler(g, tap_x, tap_y);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / g.group, grp = task % g.group;
-      const scalar_t* img_g = input + n * g.h * g.w * C + grp * D;
-      opmath_t* gimg_g = grad_input + n * g.h * g.w * C + grp * D;
-      for (int64_t ho = 0; ho < g.ho; ++ho) {
+      const int64_t n = task / bands, band = task % bands;
+      BandTarget<opmath_t> target{grad_input + n * image,
+                                  bands > 1 ? spill.get() + task * image : nullptr,
+                                  bands > 1 ? touched.data() + task * g.h : nullptr,
+                                  row_boundary(band), row_boundary(band + 1), g.w * C};
+      const int64_t ho_begin = band * g.ho / bands, ho_end = (band + 1) * g.ho / bands;
+      for (int64_t ho = ho_begin; ho < ho_end; ++ho) {
         for (int64_t wo = 0; wo < g.wo; ++wo) {
           const int64_t pos = (n * g.ho + ho) * g.wo + wo;
-          const scalar_t* gout = grad_output + pos * C + grp * D;
-          for (int64_t d = 0; d < D; ++d) go[d] = static_cast<opmath_t>(gout[d]);
-          const scalar_t* off = offset + pos * g.group * P * 2;
-          const scalar_t* msk = mask + pos * g.group * P;
-          scalar_t* goff = grad_offset + pos * g.group * P * 2;
-          scalar_t* gmsk = grad_mask + pos * g.group * P;
-          const opmath_t base_x = opmath_t(wo * g.stride_w - g.pad_w + g.center_x());
-          const opmath_t base_y = opmath_t(ho * g.stride_h - g.pad_h + g.center_y());
-          for_each_point(g, [&](int64_t p, int64_t tap_x, int64_t tap_y) {
-            const int64_t k = grp * P + p;
-            const opmath_t loc_x = base_x + (opmath_t(tap_x) + opmath_t(off[2 * k])) * scale;
-            const opmath_t loc_y = base_y + (opmath_t(tap_y) + opmath_t(off[2 * k + 1])) * scale;
-            Taps<opmath_t> t;
-            if (!make_taps(loc_x, loc_y, g.h, g.w, C, t)) {
-              // Nothing sampled: zero gradients (the outputs start uninitialised).
-              goff[2 * k] = goff[2 * k + 1] = gmsk[k] = scalar_t(0);
-              return;
+          const Samples<opmath_t>& s = sampler(offset, mask, pos, ho, wo);
+          scalar_t* goff = grad_offset + pos * K * 2;
+          scalar_t* gmsk = grad_mask + pos * K;
+          for (int64_t grp = 0; grp < g.group; ++grp) {
+            const scalar_t* img_g = input + n * image + grp * D;
+            const scalar_t* gout = grad_output + pos * C + grp * D;
+            for (int64_t d = 0; d < D; ++d) go[d] = static_cast<opmath_t>(gout[d]);
+            for (int64_t p = 0; p < P; ++p) {
+              const int64_t k = grp * P + p;
+              if (!s.inside[k]) {
+                // Nothing sampled: zero gradients (the outputs start uninitialised).
+                goff[2 * k] = goff[2 * k + 1] = gmsk[k] = scalar_t(0);
+                continue;
+              }
+              const opmath_t m = s.mask[k];
+              const scalar_t* v[4];
+              opmath_t* gv[4];
+              opmath_t wq[4];
+              for (int q = 0; q < 4; ++q) {
+                const int32_t c = s.corner[q][k];
+                const int64_t row = s.row[k] + (q >= 2 ? 1 : 0);
+                v[q] = c >= 0 ? img_g + int64_t(c) * C : zeros.data();
+                gv[q] = c >= 0 ? target.at(row, c, C) + grp * D : sink.data();
+                wq[q] = s.coef[q][k] * m;
+              }
+              // Dot products of grad_output with the four corner values give the mask and
+              // location gradients at once.
+              opmath_t dot[4] = {0, 0, 0, 0};
+              int64_t c0 = 0;
+              for (; c0 + 16 <= D; c0 += 16) scatter_block<16>(v, gv, wq, go.data(), c0, 16, dot);
+              if (c0 + 8 <= D) {
+                scatter_block<8>(v, gv, wq, go.data(), c0, 8, dot);
+                c0 += 8;
+              }
+              if (c0 < D) scatter_block<0>(v, gv, wq, go.data(), c0, D - c0, dot);
+              const opmath_t ax = s.frac_x[k], ay = s.frac_y[k];
+              const opmath_t bx = opmath_t(1) - ax, by = opmath_t(1) - ay;
+              gmsk[k] = static_cast<scalar_t>(s.coef[0][k] * dot[0] + s.coef[1][k] * dot[1] +
+                                              s.coef[2][k] * dot[2] + s.coef[3][k] * dot[3]);
+              goff[2 * k] = static_cast<scalar_t>(scale * m * (by * (dot[1] - dot[0]) +
+                                                               ay * (dot[3] - dot[2])));
+              goff[2 * k + 1] = static_cast<scalar_t>(scale * m * (bx * (dot[2] - dot[0]) +
+                                                                   ax * (dot[3] - dot[1])));
             }
-            const opmath_t m = static_cast<opmath_t>(msk[k]);
-            const scalar_t* v[4];
-            opmath_t* gv[4];
-            opmath_t wq[4];
-            for (int q = 0; q < 4; ++q) {
-              v[q] = t.idx[q] >= 0 ? img_g + t.idx[q] : zeros.data();
-              gv[q] = t.idx[q] >= 0 ? gimg_g + t.idx[q] : sink.data();
-              wq[q] = t.coef[q] * m;
-            }
-            // Dot products of grad_output with the four corner values give the mask and location
-            // gradients at once.
-            opmath_t s[4] = {0, 0, 0, 0};
-            int64_t c0 = 0;
-            for (; c0 + 16 <= D; c0 += 16) scatter_block<16>(v, gv, wq, go.data(), c0, 16, s);
-            if (c0 + 8 <= D) {
-              scatter_block<8>(v, gv, wq, go.data(), c0, 8, s);
-              c0 += 8;
-            }
-            if (c0 < D) scatter_block<0>(v, gv, wq, go.data(), c0, D - c0, s);
-            const opmath_t hx = opmath_t(1) - t.lx, hy = opmath_t(1) - t.ly;
-            const opmath_t dval_dx = hy * (s[1] - s[0]) + t.ly * (s[3] - s[2]);
-            const opmath_t dval_dy = hx * (s[2] - s[0]) + t.lx * (s[3] - s[1]);
-            gmsk[k] = static_cast<scalar_t>(t.coef[0] * s[0] + t.coef[1] * s[1] +
-                                            t.coef[2] * s[2] + t.coef[3] * s[3]);
-            goff[2 * k] = static_cast<scalar_t>(scale * m * dval_dx);
-            goff[2 * k + 1] = static_cast<scalar_t>(scale * m * dval_dy);
-          });
+          }
         }
+      }
+    }
+  });
+  if (bands == 1) return;
+  // Private rows into grad_input, band after band in a fixed order; rows are independent.
+  at::parallel_for(0, g.n * g.h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nr = begin; nr < end; ++nr) {
+      const int64_t n = nr / g.h, row = nr % g.h;
+      opmath_t* dst = grad_input + n * image + row * g.w * C;
+      for (int64_t band = 0; band < bands; ++band) {
+        const int64_t task = n * bands + band;
+        if (!touched[task * g.h + row]) continue;
+        const opmath_t* src = spill.get() + task * image + row * g.w * C;
+#pragma omp simd
+        for (int64_t e = 0; e < g.w * C; ++e) dst[e] += src[e];
       }
     }
   });
