@@ -18,21 +18,26 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define DCNV3_X86_DISPATCH 1
+#include <immintrin.h>
 #endif
 
 namespace ops_dcnv3 {
 namespace {
 
+#define DCNV3_KERNEL_AVX2 0
 namespace baseline {
 #include "dcnv3_cpu_kernel.h"
 }  // namespace baseline
+#undef DCNV3_KERNEL_AVX2
 
 #ifdef DCNV3_X86_DISPATCH
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#define DCNV3_KERNEL_AVX2 1
 namespace avx2 {
 #include "dcnv3_cpu_kernel.h"
 }  // namespace avx2
+#undef DCNV3_KERNEL_AVX2
 #pragma GCC pop_options
 
 bool cpu_has_avx2() {

@@ -1,5 +1,6 @@
 // DCNv3 CPU kernel bodies. Included by dcnv3_cpu.cpp once per instruction set (inside a namespace,
-// e.g. under `#pragma GCC target("avx2,fma")`), so this file has no includes and no include guard.
+// e.g. under `#pragma GCC target("avx2,fma")`), so this file has no includes and no include guard;
+// DCNV3_KERNEL_AVX2 says whether AVX2 intrinsics may be used.
 //
 // Both directions work position by position. The sampling set-up of all G*P points of a position
 // (location, floor, bilinear weights, corner indices, bounds) is one branch-free loop over the
@@ -282,25 +283,50 @@ inline int64_t backward_bands(const Geometry& g) {
 }
 
 // Where one band's grad_input rows go: rows [own_begin, own_end) of the image straight into
-// grad_input, every other row into the band's private buffer (zeroed on first touch and added to
-// grad_input after all bands finished).
+// grad_input, every other row into a private row of the band's own (zeroed when first used and
+// added to grad_input after all bands finished). Private rows are separate small allocations, so
+// a band that spills a few rows costs a few rows, not an image.
 template <typename opmath_t>
 struct BandTarget {
-  opmath_t* grad_image;       // grad_input of the image
-  opmath_t* spill;            // the band's private image-sized buffer, or null with one band
-  uint8_t* touched;           // per row: spill row in use
-  int64_t own_begin, own_end;
-  int64_t row_elems;          // W * C
-  // The address of pixel `pix` (row `row`) in the buffer this band accumulates it in.
+  opmath_t* grad_image = nullptr;  // grad_input of the image
+  int64_t own_begin = 0, own_end = 0;
+  int64_t row_elems = 0;  // W * C
+  std::vector<std::unique_ptr<opmath_t[]>> spill;  // per image row: the private row, or null
+  // The address of pixel `pix` (in row `row`) in the buffer this band accumulates it in.
   opmath_t* at(int64_t row, int64_t pix, int64_t C) {
     if (row >= own_begin && row < own_end) return grad_image + pix * C;
-    if (!touched[row]) {
-      std::fill_n(spill + row * row_elems, row_elems, opmath_t(0));
-      touched[row] = 1;
-    }
-    return spill + pix * C;
+    std::unique_ptr<opmath_t[]>& r = spill[row];
+    if (!r) r.reset(new opmath_t[row_elems]());
+    return r.get() + (pix - row * (row_elems / C)) * C;
   }
 };
+
+// The float form of one point over all D channels for D % 8 == 0, with AVX2: the four dot products
+// stay in vector registers and are reduced together at the end (three horizontal adds), where the
+// generic form reduces each one lane by lane.
+#if DCNV3_KERNEL_AVX2
+inline void scatter_point_avx2(const float* const* v, float* const* gv, const float* wq,
+                               const float* go, int64_t D, float* dot) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  const __m256 w0 = _mm256_set1_ps(wq[0]), w1 = _mm256_set1_ps(wq[1]);
+  const __m256 w2 = _mm256_set1_ps(wq[2]), w3 = _mm256_set1_ps(wq[3]);
+  for (int64_t d = 0; d < D; d += 8) {
+    const __m256 g = _mm256_loadu_ps(go + d);
+    acc0 = _mm256_fmadd_ps(g, _mm256_loadu_ps(v[0] + d), acc0);
+    acc1 = _mm256_fmadd_ps(g, _mm256_loadu_ps(v[1] + d), acc1);
+    acc2 = _mm256_fmadd_ps(g, _mm256_loadu_ps(v[2] + d), acc2);
+    acc3 = _mm256_fmadd_ps(g, _mm256_loadu_ps(v[3] + d), acc3);
+    _mm256_storeu_ps(gv[0] + d, _mm256_fmadd_ps(w0, g, _mm256_loadu_ps(gv[0] + d)));
+    _mm256_storeu_ps(gv[1] + d, _mm256_fmadd_ps(w1, g, _mm256_loadu_ps(gv[1] + d)));
+    _mm256_storeu_ps(gv[2] + d, _mm256_fmadd_ps(w2, g, _mm256_loadu_ps(gv[2] + d)));
+    _mm256_storeu_ps(gv[3] + d, _mm256_fmadd_ps(w3, g, _mm256_loadu_ps(gv[3] + d)));
+  }
+  // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...] -> [a0..3, b0..3, c0..3, d0..3 | a4..7, ...]
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc0, acc1), _mm256_hadd_ps(acc2, acc3));
+  _mm_storeu_ps(dot, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+#endif
 
 template <typename scalar_t>
 void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restrict offset,
@@ -315,9 +341,7 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
   std::vector<opmath_t> tap_x, tap_y;
   point_taps(g, tap_x, tap_y);
   const int64_t bands = backward_bands(g);
-  // Private buffers exist only with several bands; their pages are touched only where used.
-  std::unique_ptr<opmath_t[]> spill(bands > 1 ? new opmath_t[g.n * bands * image] : nullptr);
-  std::vector<uint8_t> touched(bands > 1 ? static_cast<size_t>(g.n * bands * g.h) : 0, 0);
+  std::vector<BandTarget<opmath_t>> targets(g.n * bands);
   // Input rows a band owns: those under its output rows (any partition of the rows is correct).
   const auto row_boundary = [&](int64_t band) -> int64_t {
     if (band == 0) return 0;
@@ -332,10 +356,12 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
     PointSampler<scalar_t> sampler(g, tap_x, tap_y);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / bands, band = task % bands;
-      BandTarget<opmath_t> target{grad_input + n * image,
-                                  bands > 1 ? spill.get() + task * image : nullptr,
-                                  bands > 1 ? touched.data() + task * g.h : nullptr,
-                                  row_boundary(band), row_boundary(band + 1), g.w * C};
+      BandTarget<opmath_t>& target = targets[task];
+      target.grad_image = grad_input + n * image;
+      target.own_begin = row_boundary(band);
+      target.own_end = row_boundary(band + 1);
+      target.row_elems = g.w * C;
+      target.spill.resize(g.h);
       const int64_t ho_begin = band * g.ho / bands, ho_end = (band + 1) * g.ho / bands;
       for (int64_t ho = ho_begin; ho < ho_end; ++ho) {
         for (int64_t wo = 0; wo < g.wo; ++wo) {
@@ -368,13 +394,24 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
               // Dot products of grad_output with the four corner values give the mask and
               // location gradients at once.
               opmath_t dot[4] = {0, 0, 0, 0};
-              int64_t c0 = 0;
-              for (; c0 + 16 <= D; c0 += 16) scatter_block<16>(v, gv, wq, go.data(), c0, 16, dot);
-              if (c0 + 8 <= D) {
-                scatter_block<8>(v, gv, wq, go.data(), c0, 8, dot);
-                c0 += 8;
+              bool done = false;
+#if DCNV3_KERNEL_AVX2
+              if constexpr (std::is_same_v<scalar_t, float>) {
+                if (D % 8 == 0) {
+                  scatter_point_avx2(v, gv, wq, go.data(), D, dot);
+                  done = true;
+                }
               }
-              if (c0 < D) scatter_block<0>(v, gv, wq, go.data(), c0, D - c0, dot);
+#endif
+              if (!done) {
+                int64_t c0 = 0;
+                for (; c0 + 16 <= D; c0 += 16) scatter_block<16>(v, gv, wq, go.data(), c0, 16, dot);
+                if (c0 + 8 <= D) {
+                  scatter_block<8>(v, gv, wq, go.data(), c0, 8, dot);
+                  c0 += 8;
+                }
+                if (c0 < D) scatter_block<0>(v, gv, wq, go.data(), c0, D - c0, dot);
+              }
               const opmath_t ax = s.frac_x[k], ay = s.frac_y[k];
               const opmath_t bx = opmath_t(1) - ax, by = opmath_t(1) - ay;
               gmsk[k] = static_cast<scalar_t>(s.coef[0][k] * dot[0] + s.coef[1][k] * dot[1] +
@@ -396,9 +433,8 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
       const int64_t n = nr / g.h, row = nr % g.h;
       opmath_t* dst = grad_input + n * image + row * g.w * C;
       for (int64_t band = 0; band < bands; ++band) {
-        const int64_t task = n * bands + band;
-        if (!touched[task * g.h + row]) continue;
-        const opmath_t* src = spill.get() + task * image + row * g.w * C;
+        const opmath_t* src = targets[n * bands + band].spill[row].get();
+        if (src == nullptr) continue;
 #pragma omp simd
         for (int64_t e = 0; e < g.w * C; ++e) dst[e] += src[e];
       }
