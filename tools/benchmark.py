@@ -1,10 +1,22 @@
-"""Inference throughput and latency of InternImage on the current device, optionally beside a baseline.
+"""Inference or training throughput and latency of InternImage on the current device, optionally beside a baseline.
 
-Models are timed in the same process, alternating one batch of each per round so that load from
-other processes hits both alike; reported figures are medians over the rounds after warm-up.
+Models are timed in the same process, alternating one batch (inference) or one training step
+(--mode train) of each per round so that load from other processes hits both alike; reported figures
+are medians over the rounds after warm-up.
+
+--mode train times one training step per call, for every model alike: model.train(), gradients on,
+optimizer.zero_grad(set_to_none=True), the loss, loss.backward() and an AdamW step (lr 1e-4, the
+optimizer of the published recipes). The loss is the classifier's own (mmpretrain mode='loss',
+against fixed random labels) for --size and mmpretrain classifier configs; with --backbone-only it is
+a stand-in, the mean of the output feature maps times fixed random weights. Detector and segmentor
+configs need --backbone-only in train mode (their losses need annotations).
 
     # InternImage-T vs mmpretrain's ConvNeXt-T classifiers, batch 8, 224x224, 2 threads
     python tools/benchmark.py --size t --baseline convnext-t --batch 8 --shape 224 --threads 2
+    # the same at batch 1 (latency of a single image)
+    python tools/benchmark.py --size t --baseline convnext-t --batch 1 --shape 224 --threads 2
+    # training steps (forward + loss + backward + AdamW step) of both classifiers
+    python tools/benchmark.py --size t --baseline convnext-t --batch 8 --shape 224 --threads 2 --mode train
     # a config's model (tensor mode) or only its backbone
     python tools/benchmark.py configs/coco/mask-rcnn_internimage-t_fpn_1x_coco.py --backbone-only --shape 800 1280
 """
@@ -30,13 +42,20 @@ BASELINES = {
 }
 
 
-def parse_args(argv=None):
+LR = 1e-4  # AdamW learning rate of --mode train
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', nargs='?', help='config file (mmdet, mmseg or mmpretrain)')
     p.add_argument('--size', choices=['t', 's', 'b', 'l', 'xl', 'h', 'g'],
                    help='published InternImage classifier (no config)')
     p.add_argument('--backbone-only', action='store_true', help='time the backbone alone')
     p.add_argument('--baseline', choices=sorted(BASELINES), help='mmpretrain model timed beside it')
+    p.add_argument('--mode', choices=['inference', 'train'], default='inference',
+                   help='inference: forward passes without autograd; train: training steps (loss, backward, '
+                        'AdamW lr 1e-4) with the classifier loss, or with --backbone-only a stand-in loss '
+                        '(outputs times fixed random weights, averaged); a detector or segmentor CONFIG needs --backbone-only (default: inference)')
     p.add_argument('--batch', type=int, default=8)
     p.add_argument('--shape', type=int, nargs='+', default=[224], help='input H [W]')
     p.add_argument('--warmup', type=int, default=2, help='untimed rounds first')
@@ -47,6 +66,11 @@ def parse_args(argv=None):
     p.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
                    help='override entries of CONFIG, as in tools/train.py (nothing is evaluated)')
+    return p
+
+
+def parse_args(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
     if args.cfg_options and args.config is None:
         p.error('--cfg-options needs a CONFIG')
@@ -58,7 +82,7 @@ def parse_args(argv=None):
 
 
 def build_internimage(args):
-    """(name, callable taking an image batch)."""
+    """(name, module, callable taking an image batch): the forward pass, or with --mode train the loss."""
     from mmengine.registry import DefaultScope
 
     from tools.get_flops import _scope_of  # same config scope rules
@@ -74,6 +98,9 @@ def build_internimage(args):
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
         scope = _scope_of(cfg)
+        if args.mode == 'train' and not args.backbone_only and scope != 'mmpretrain':
+            build_parser().error(f'--mode train times the loss of classifiers only: {args.config} is a {scope} '
+                                 'model, whose loss needs annotations; add --backbone-only')
         importlib.import_module({'mmdet': 'mmdet_custom', 'mmseg': 'mmseg_custom'}.get(scope, 'mmpretrain_custom'))
         cfg_model, name = cfg.model, os.path.basename(args.config)
     if args.core_op:
@@ -84,7 +111,14 @@ def build_internimage(args):
         model = registry.build(cfg_model)
     if args.backbone_only:
         model, name = model.backbone, name + ' backbone'
-        return name, model, model
+        return name, model, _output_loss(model) if args.mode == 'train' else model
+    if args.mode == 'train':
+        from mmpretrain.models import ImageClassifier
+
+        if not isinstance(model, ImageClassifier):
+            build_parser().error(f'--mode train times the loss of classifiers only: {name} builds a '
+                                 f'{type(model).__name__}; add --backbone-only')
+        return name, model, _classifier_loss(model, args)
     if scope == 'mmdet':
         from mmdet.structures import DetDataSample
 
@@ -105,7 +139,10 @@ def build_baseline(args):
         head=dict(type='LinearClsHead', num_classes=1000, in_channels=spec['channels']))
     name = 'ConvNeXt-' + spec['arch'][0].upper()
     if args.backbone_only:
-        return name + ' backbone', model.backbone, model.backbone
+        backbone = model.backbone
+        return name + ' backbone', backbone, _output_loss(backbone) if args.mode == 'train' else backbone
+    if args.mode == 'train':
+        return name, model, _classifier_loss(model, args)
     return name, model, lambda x: model(x, mode='tensor')
 
 
@@ -113,10 +150,65 @@ def _hw(args):
     return (args.shape[0], args.shape[-1])
 
 
-def benchmark(runs, x, warmup: int, iters: int, sync) -> list[list[float]]:
-    """Alternate one call of each run per round; per-run lists of timed seconds."""
+def _classifier_loss(model, args):
+    """Image batch -> the mmpretrain classifier's own loss (``mode='loss'``) against fixed random labels."""
+    from mmpretrain.structures import DataSample
+
+    labels = torch.randint(model.head.num_classes, (args.batch,), generator=torch.Generator().manual_seed(0))
+    samples = [DataSample().set_gt_label(int(label)).to(args.device) for label in labels]
+
+    def loss(x):
+        losses = model(x, samples, mode='loss')
+        return sum(v for k, v in losses.items() if 'loss' in k)
+    return loss
+
+
+def _tensors(out):
+    if isinstance(out, torch.Tensor):
+        yield out
+    elif isinstance(out, (list, tuple)):
+        for o in out:
+            yield from _tensors(o)
+    elif isinstance(out, dict):
+        for o in out.values():
+            yield from _tensors(o)
+
+
+def _output_loss(module):
+    """Image batch -> a stand-in loss for a backbone: its output tensors times fixed random weights, averaged
+    and summed (a plain mean would have no gradient through a final LayerNorm)."""
+    weights = {}
+
+    def loss(x):
+        total = 0
+        for i, t in enumerate(_tensors(module(x))):
+            if i not in weights:
+                weights[i] = torch.randn(t.shape, generator=torch.Generator().manual_seed(i)).to(t.device, t.dtype)
+            total = total + (t * weights[i]).float().mean()
+        return total
+    return loss
+
+
+def train_step(module, loss_fn, lr: float = LR):
+    """Callable taking an image batch that runs one training step: zero_grad, loss, backward, AdamW step."""
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr)
+
+    def step(x):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(x)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
+
+
+def benchmark(runs, x, warmup: int, iters: int, sync, grad: bool = False) -> list[list[float]]:
+    """Alternate one call of each run per round; per-run lists of timed seconds.
+
+    ``grad``: run with autograd on (training steps); otherwise under ``torch.inference_mode()``.
+    """
     times = [[] for _ in runs]
-    with torch.inference_mode():
+    with torch.enable_grad() if grad else torch.inference_mode():
         for r in range(warmup + iters):
             for i, run in enumerate(runs):
                 sync()
@@ -138,8 +230,11 @@ def main(argv=None):
     entries = [build_internimage(args)]
     if args.baseline:
         entries.append(build_baseline(args))
+    train = args.mode == 'train'
     for _, module, _ in entries:
-        module.to(device=args.device, dtype=dtype).eval()
+        module.to(device=args.device, dtype=dtype).train(train)
+    if train:  # optimizers over the parameters as moved to the device
+        entries = [(name, module, train_step(module, loss)) for name, module, loss in entries]
     x = torch.randn(args.batch, 3, *_hw(args), device=args.device, dtype=dtype)
     sync = torch.cuda.synchronize if args.device.startswith('cuda') else (lambda: None)
 
@@ -148,15 +243,17 @@ def main(argv=None):
         if type(m).__name__ in ('DCNv3', 'DCNv3_pytorch'):
             core = type(m).__name__
             break
-    print(f'device {args.device} ({torch.get_num_threads()} threads), batch {args.batch}, '
+    print(f'mode {args.mode}' + (f' (AdamW lr {LR:g})' if train else '') + ', '
+          f'device {args.device} ({torch.get_num_threads()} threads), batch {args.batch}, '
           f'shape {_hw(args)}, dtype {args.dtype}, core_op {core}, warmup {args.warmup}, iters {args.iters}')
-    times = benchmark([e[2] for e in entries], x, args.warmup, args.iters, sync)
+    times = benchmark([e[2] for e in entries], x, args.warmup, args.iters, sync, grad=train)
+    unit = 'step' if train else 'batch'
     medians, mins = [], []
     for (name, _, _), t in zip(entries, times):
         mins.append(min(t))
         med = statistics.median(t)
         medians.append(med)
-        print(f'{name:28s} latency {med * 1e3:9.1f} ms/batch (min {min(t) * 1e3:.1f})  '
+        print(f'{name:28s} latency {med * 1e3:9.1f} ms/{unit} (min {min(t) * 1e3:.1f})  '
               f'{args.batch / med:8.2f} images/s')
     if len(medians) == 2:
         print(f'ratio {entries[0][0]} / {entries[1][0]} latency: {medians[0] / medians[1]:.2f}x '
