@@ -9,8 +9,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -40,8 +42,13 @@ namespace avx2 {
 #undef DCNV3_KERNEL_AVX2
 #pragma GCC pop_options
 
+// DCNV3_CPU_ISA=baseline forces the portable kernels (tests run both forms on one machine).
 bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool has = [] {
+    const char* isa = std::getenv("DCNV3_CPU_ISA");
+    if (isa != nullptr && std::string(isa) == "baseline") return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
   return has;
 }
 #endif

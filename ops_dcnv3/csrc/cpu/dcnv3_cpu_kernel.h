@@ -328,6 +328,38 @@ inline void scatter_point_avx2(const float* const* v, float* const* gv, const fl
 }
 #endif
 
+// Offset and mask gradients of the `count` points of a position from their corner dot products
+// (dots[q * count + k]), for all points in one vectorisable loop: d out / d mask = sum_q coef_q s_q;
+// d out / d loc follows from the bilinear weights, d loc / d offset = offset_scale. A point that
+// samples nothing has mask 0 and dot products 0, so its gradients come out 0.
+template <typename scalar_t, typename opmath_t>
+inline void point_gradients(const Samples<opmath_t>& s, const opmath_t* __restrict dots,
+                            opmath_t scale, int64_t count, scalar_t* __restrict grad_offset,
+                            scalar_t* __restrict grad_mask) {
+  const opmath_t* __restrict d0 = dots;
+  const opmath_t* __restrict d1 = dots + count;
+  const opmath_t* __restrict d2 = dots + 2 * count;
+  const opmath_t* __restrict d3 = dots + 3 * count;
+  const opmath_t* __restrict c0 = s.coef[0];
+  const opmath_t* __restrict c1 = s.coef[1];
+  const opmath_t* __restrict c2 = s.coef[2];
+  const opmath_t* __restrict c3 = s.coef[3];
+  const opmath_t* __restrict fx = s.frac_x;
+  const opmath_t* __restrict fy = s.frac_y;
+  const opmath_t* __restrict m = s.mask;
+#pragma omp simd
+  for (int64_t k = 0; k < count; ++k) {
+    const opmath_t ax = fx[k], ay = fy[k];
+    const opmath_t bx = opmath_t(1) - ax, by = opmath_t(1) - ay;
+    grad_mask[k] = static_cast<scalar_t>(c0[k] * d0[k] + c1[k] * d1[k] + c2[k] * d2[k] +
+                                         c3[k] * d3[k]);
+    grad_offset[2 * k] =
+        static_cast<scalar_t>(scale * m[k] * (by * (d1[k] - d0[k]) + ay * (d3[k] - d2[k])));
+    grad_offset[2 * k + 1] =
+        static_cast<scalar_t>(scale * m[k] * (bx * (d2[k] - d0[k]) + ax * (d3[k] - d1[k])));
+  }
+}
+
 template <typename scalar_t>
 void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restrict offset,
                      const scalar_t* __restrict mask, const scalar_t* __restrict grad_output,
@@ -352,6 +384,7 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
   at::parallel_for(0, g.n * bands, 1, [&](int64_t begin, int64_t end) {
     std::vector<opmath_t> go(D);
     std::vector<opmath_t> sink(D);  // scatter target of corners outside the image
+    std::vector<opmath_t> dots(4 * K);  // per corner and point: <grad_output, corner value>
     const std::vector<scalar_t> zeros(D, scalar_t(0));
     PointSampler<scalar_t> sampler(g, tap_x, tap_y);
     for (int64_t task = begin; task < end; ++task) {
@@ -367,61 +400,54 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
         for (int64_t wo = 0; wo < g.wo; ++wo) {
           const int64_t pos = (n * g.ho + ho) * g.wo + wo;
           const Samples<opmath_t>& s = sampler(offset, mask, pos, ho, wo);
-          scalar_t* goff = grad_offset + pos * K * 2;
-          scalar_t* gmsk = grad_mask + pos * K;
           for (int64_t grp = 0; grp < g.group; ++grp) {
             const scalar_t* img_g = input + n * image + grp * D;
             const scalar_t* gout = grad_output + pos * C + grp * D;
-            for (int64_t d = 0; d < D; ++d) go[d] = static_cast<opmath_t>(gout[d]);
+            const opmath_t* go_g = go.data();
+            if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+              go_g = gout;
+            } else {
+              for (int64_t d = 0; d < D; ++d) go[d] = static_cast<opmath_t>(gout[d]);
+            }
             for (int64_t p = 0; p < P; ++p) {
               const int64_t k = grp * P + p;
-              if (!s.inside[k]) {
-                // Nothing sampled: zero gradients (the outputs start uninitialised).
-                goff[2 * k] = goff[2 * k + 1] = gmsk[k] = scalar_t(0);
-                continue;
-              }
-              const opmath_t m = s.mask[k];
-              const scalar_t* v[4];
-              opmath_t* gv[4];
-              opmath_t wq[4];
-              for (int q = 0; q < 4; ++q) {
-                const int32_t c = s.corner[q][k];
-                const int64_t row = s.row[k] + (q >= 2 ? 1 : 0);
-                v[q] = c >= 0 ? img_g + int64_t(c) * C : zeros.data();
-                gv[q] = c >= 0 ? target.at(row, c, C) + grp * D : sink.data();
-                wq[q] = s.coef[q][k] * m;
-              }
-              // Dot products of grad_output with the four corner values give the mask and
-              // location gradients at once.
               opmath_t dot[4] = {0, 0, 0, 0};
-              bool done = false;
+              if (s.inside[k]) {
+                const scalar_t* v[4];
+                opmath_t* gv[4];
+                for (int q = 0; q < 4; ++q) {
+                  const int32_t c = s.corner[q][k];
+                  const int64_t row = s.row[k] + (q >= 2 ? 1 : 0);
+                  v[q] = c >= 0 ? img_g + int64_t(c) * C : zeros.data();
+                  gv[q] = c >= 0 ? target.at(row, c, C) + grp * D : sink.data();
+                }
+                const opmath_t wq[4] = {s.weight[0][k], s.weight[1][k], s.weight[2][k],
+                                        s.weight[3][k]};
+                // Dot products of grad_output with the four corner values give the mask and
+                // location gradients at once.
+                bool done = false;
 #if DCNV3_KERNEL_AVX2
-              if constexpr (std::is_same_v<scalar_t, float>) {
-                if (D % 8 == 0) {
-                  scatter_point_avx2(v, gv, wq, go.data(), D, dot);
-                  done = true;
+                if constexpr (std::is_same_v<scalar_t, float>) {
+                  if (D % 8 == 0) {
+                    scatter_point_avx2(v, gv, wq, go_g, D, dot);
+                    done = true;
+                  }
                 }
-              }
 #endif
-              if (!done) {
-                int64_t c0 = 0;
-                for (; c0 + 16 <= D; c0 += 16) scatter_block<16>(v, gv, wq, go.data(), c0, 16, dot);
-                if (c0 + 8 <= D) {
-                  scatter_block<8>(v, gv, wq, go.data(), c0, 8, dot);
-                  c0 += 8;
+                if (!done) {
+                  int64_t c0 = 0;
+                  for (; c0 + 16 <= D; c0 += 16) scatter_block<16>(v, gv, wq, go_g, c0, 16, dot);
+                  if (c0 + 8 <= D) {
+                    scatter_block<8>(v, gv, wq, go_g, c0, 8, dot);
+                    c0 += 8;
+                  }
+                  if (c0 < D) scatter_block<0>(v, gv, wq, go_g, c0, D - c0, dot);
                 }
-                if (c0 < D) scatter_block<0>(v, gv, wq, go.data(), c0, D - c0, dot);
               }
-              const opmath_t ax = s.frac_x[k], ay = s.frac_y[k];
-              const opmath_t bx = opmath_t(1) - ax, by = opmath_t(1) - ay;
-              gmsk[k] = static_cast<scalar_t>(s.coef[0][k] * dot[0] + s.coef[1][k] * dot[1] +
-                                              s.coef[2][k] * dot[2] + s.coef[3][k] * dot[3]);
-              goff[2 * k] = static_cast<scalar_t>(scale * m * (by * (dot[1] - dot[0]) +
-                                                               ay * (dot[3] - dot[2])));
-              goff[2 * k + 1] = static_cast<scalar_t>(scale * m * (bx * (dot[2] - dot[0]) +
-                                                                   ax * (dot[3] - dot[1])));
+              for (int q = 0; q < 4; ++q) dots[q * K + k] = dot[q];
             }
           }
+          point_gradients(s, dots.data(), scale, K, grad_offset + pos * K * 2, grad_mask + pos * K);
         }
       }
     }
