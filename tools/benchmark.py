@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='inference: forward passes without autograd; train: training steps (loss, backward, '
                         'AdamW lr 1e-4) with the classifier loss, or with --backbone-only a stand-in loss '
                         '(outputs times fixed random weights, averaged); a detector or segmentor CONFIG needs --backbone-only (default: inference)')
+    p.add_argument('--compile', action='store_true',
+                   help='run every timed model under torch.compile (inductor), inference mode only; '
+                        'compilation happens in the warm-up rounds')
     p.add_argument('--batch', type=int, default=8)
     p.add_argument('--shape', type=int, nargs='+', default=[224], help='input H [W]')
     p.add_argument('--warmup', type=int, default=2, help='untimed rounds first')
@@ -76,6 +79,8 @@ def parse_args(argv=None):
         p.error('--cfg-options needs a CONFIG')
     if (args.config is None) == (args.size is None):
         p.error('give either a CONFIG or --size')
+    if args.compile and args.mode == 'train':
+        p.error('--compile times inference only')
     if len(args.shape) not in (1, 2):
         p.error('--shape takes H or H W')
     return args
@@ -235,6 +240,8 @@ def main(argv=None):
         module.to(device=args.device, dtype=dtype).train(train)
     if train:  # optimizers over the parameters as moved to the device
         entries = [(name, module, train_step(module, loss)) for name, module, loss in entries]
+    elif args.compile:
+        entries = [(name + ' (compiled)', module, torch.compile(fn)) for name, module, fn in entries]
     x = torch.randn(args.batch, 3, *_hw(args), device=args.device, dtype=dtype)
     sync = torch.cuda.synchronize if args.device.startswith('cuda') else (lambda: None)
 

@@ -20,14 +20,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dcnv3.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define DCNV3_X86_DISPATCH 1
+#include <immintrin.h>
 #endif
 
 namespace dcnv3_ort {
@@ -70,16 +73,20 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
 
 }  // namespace at
 
+#define DCNV3_KERNEL_AVX2 0
 namespace baseline {
 #include "cpu/dcnv3_cpu_kernel.h"
 }  // namespace baseline
+#undef DCNV3_KERNEL_AVX2
 
 #ifdef DCNV3_X86_DISPATCH
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#define DCNV3_KERNEL_AVX2 1
 namespace avx2 {
 #include "cpu/dcnv3_cpu_kernel.h"
 }  // namespace avx2
+#undef DCNV3_KERNEL_AVX2
 #pragma GCC pop_options
 #endif
 
