@@ -137,12 +137,14 @@ def _dcnv3_compiled(input, offset, mask, kernel_h, kernel_w, stride_h, stride_w,
                      dilation_h, dilation_w, group, group_channels, remove_center)
     if input.device.type not in _COMPILED_DEVICES:
         raise RuntimeError(_loader.missing_kernel_message(input.device.type))
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() and torch.is_grad_enabled() and (
+            input.requires_grad or offset.requires_grad or mask.requires_grad):
         # With dynamic shapes Inductor (torch 2.14) cannot order the symbolic strides of a view that
         # the graph saves for backward ("cannot determine truth value of Relational"), and the op's
         # operands are such views (the projections' matmuls, reshaped). A plain clone is removed as
         # a no-op, so the op gets copies in another layout (the kernels take any strides). Dynamo
-        # does not tell user code whether sizes are symbolic, so compiled graphs always copy.
+        # does not tell user code whether sizes are symbolic, so compiled training graphs always
+        # copy; inference graphs save nothing for backward and take the operands as they are.
         input, offset, mask = (t.contiguous(memory_format=torch.channels_last)
                                for t in (input, offset, mask))
     return torch.ops.ops_dcnv3.dcnv3_forward(
