@@ -183,26 +183,37 @@ struct PointSampler {
   Samples<opmath_t> s;
 };
 
+// Addresses of the image rows that the corners of `count` points read, as integers (one
+// vectorisable loop per corner): pixel * C + the point's group offset, or the zero row for a corner
+// outside the image. The channel loops then only load an address per corner.
+template <typename opmath_t>
+inline void corner_rows(const Samples<opmath_t>& s, const int64_t* __restrict group_offset,
+                        int64_t count, std::intptr_t image, std::intptr_t zero_row,
+                        int32_t channels, int64_t elem_size, std::intptr_t* const* rows) {
+  for (int q = 0; q < 4; ++q) {
+    const int32_t* __restrict c = s.corner[q];
+    std::intptr_t* __restrict r = rows[q];
+#pragma omp simd
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t element = int64_t(c[k]) * int64_t(channels) + group_offset[k];
+      r[k] = c[k] >= 0 ? image + std::intptr_t(element * elem_size) : zero_row;
+    }
+  }
+}
+
 // out[c0:c0+len] = sum over the points [k0, k0 + npoints) and their four corners of
-// weight * image row; LEN > 0 fixes the length at compile time. Corners outside the image read the
-// zero row.
+// weight * image row; LEN > 0 fixes the length at compile time.
 template <int LEN, typename scalar_t, typename opmath_t>
-inline void gather_block(const Samples<opmath_t>& s, int64_t k0, int64_t npoints,
-                         const scalar_t* img, const scalar_t* zeros, int64_t C, int64_t c0,
-                         int64_t len, scalar_t* out) {
+inline void gather_block(const Samples<opmath_t>& s, const std::intptr_t* const* rows, int64_t k0,
+                         int64_t npoints, int64_t c0, int64_t len, scalar_t* out) {
   constexpr int kMax = LEN > 0 ? LEN : 16;
   const int64_t n = LEN > 0 ? LEN : len;
-  // One accumulator per corner: four independent multiply-add chains instead of one.
   opmath_t acc[kMax] = {};
-  const auto row = [&](int q, int64_t k) {
-    const int32_t c = s.corner[q][k];
-    return (c >= 0 ? img + int64_t(c) * C : zeros) + c0;
-  };
   for (int64_t k = k0; k < k0 + npoints; ++k) {
-    const scalar_t* v0 = row(0, k);
-    const scalar_t* v1 = row(1, k);
-    const scalar_t* v2 = row(2, k);
-    const scalar_t* v3 = row(3, k);
+    const scalar_t* v0 = reinterpret_cast<const scalar_t*>(rows[0][k]) + c0;
+    const scalar_t* v1 = reinterpret_cast<const scalar_t*>(rows[1][k]) + c0;
+    const scalar_t* v2 = reinterpret_cast<const scalar_t*>(rows[2][k]) + c0;
+    const scalar_t* v3 = reinterpret_cast<const scalar_t*>(rows[3][k]) + c0;
     const opmath_t w0 = s.weight[0][k], w1 = s.weight[1][k], w2 = s.weight[2][k],
                    w3 = s.weight[3][k];
 #pragma omp simd
@@ -218,32 +229,36 @@ template <typename scalar_t>
 void forward_kernel(const scalar_t* __restrict input, const scalar_t* __restrict offset,
                     const scalar_t* __restrict mask, scalar_t* __restrict output, const Geometry& g) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t C = g.channels(), D = g.group_channels, P = g.points;
+  const int64_t C = g.channels(), D = g.group_channels, P = g.points, K = g.group * P;
   const int64_t positions = g.n * g.ho * g.wo;
   std::vector<opmath_t> tap_x, tap_y;
   point_taps(g, tap_x, tap_y);
+  std::vector<int64_t> group_offset(K);
+  for (int64_t k = 0; k < K; ++k) group_offset[k] = (k / P) * D;
   // A few thousand multiply-adds per task keep the scheduling overhead negligible.
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, g.group * P * D));
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K * D));
   at::parallel_for(0, positions, grain, [&](int64_t begin, int64_t end) {
     const std::vector<scalar_t> zeros(D, scalar_t(0));
+    std::vector<std::intptr_t> row_buf(4 * K);
+    std::intptr_t* rows[4] = {row_buf.data(), row_buf.data() + K, row_buf.data() + 2 * K,
+                              row_buf.data() + 3 * K};
     PointSampler<scalar_t> sampler(g, tap_x, tap_y);
     for (int64_t pos = begin; pos < end; ++pos) {
       const int64_t wo = pos % g.wo, ho = (pos / g.wo) % g.ho, n = pos / (g.wo * g.ho);
       const Samples<opmath_t>& s = sampler(offset, mask, pos, ho, wo);
-      const scalar_t* img = input + n * g.h * g.w * C;
+      corner_rows(s, group_offset.data(), K, reinterpret_cast<std::intptr_t>(input + n * g.h * g.w * C),
+                  reinterpret_cast<std::intptr_t>(zeros.data()), static_cast<int32_t>(C),
+                  sizeof(scalar_t), rows);
       for (int64_t grp = 0; grp < g.group; ++grp) {
-        const scalar_t* img_g = img + grp * D;
         scalar_t* out = output + pos * C + grp * D;
         const int64_t k0 = grp * P;
         int64_t c0 = 0;
-        for (; c0 + 16 <= D; c0 += 16) {
-          gather_block<16>(s, k0, P, img_g, zeros.data(), C, c0, 16, out);
-        }
+        for (; c0 + 16 <= D; c0 += 16) gather_block<16>(s, rows, k0, P, c0, 16, out);
         if (c0 + 8 <= D) {
-          gather_block<8>(s, k0, P, img_g, zeros.data(), C, c0, 8, out);
+          gather_block<8>(s, rows, k0, P, c0, 8, out);
           c0 += 8;
         }
-        if (c0 < D) gather_block<0>(s, k0, P, img_g, zeros.data(), C, c0, D - c0, out);
+        if (c0 < D) gather_block<0>(s, rows, k0, P, c0, D - c0, out);
       }
     }
   });
