@@ -389,6 +389,8 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
   point_taps(g, tap_x, tap_y);
   const int64_t bands = backward_bands(g);
   std::vector<BandTarget<opmath_t>> targets(g.n * bands);
+  std::vector<int64_t> group_offset(K);
+  for (int64_t k = 0; k < K; ++k) group_offset[k] = (k / P) * D;
   // Input rows a band owns: those under its output rows (any partition of the rows is correct).
   const auto row_boundary = [&](int64_t band) -> int64_t {
     if (band == 0) return 0;
@@ -401,6 +403,13 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
     std::vector<opmath_t> sink(D);  // scatter target of corners outside the image
     std::vector<opmath_t> dots(4 * K);  // per corner and point: <grad_output, corner value>
     const std::vector<scalar_t> zeros(D, scalar_t(0));
+    std::vector<std::intptr_t> row_buf(8 * K);  // corner addresses in the input and grad_input
+    std::intptr_t* value_rows[4];
+    std::intptr_t* grad_rows[4];
+    for (int q = 0; q < 4; ++q) {
+      value_rows[q] = row_buf.data() + q * K;
+      grad_rows[q] = row_buf.data() + (4 + q) * K;
+    }
     PointSampler<scalar_t> sampler(g, tap_x, tap_y);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / bands, band = task % bands;
@@ -415,8 +424,13 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
         for (int64_t wo = 0; wo < g.wo; ++wo) {
           const int64_t pos = (n * g.ho + ho) * g.wo + wo;
           const Samples<opmath_t>& s = sampler(offset, mask, pos, ho, wo);
+          corner_rows(s, group_offset.data(), K, reinterpret_cast<std::intptr_t>(input + n * image),
+                      reinterpret_cast<std::intptr_t>(zeros.data()), static_cast<int32_t>(C),
+                      sizeof(scalar_t), value_rows);
+          corner_rows(s, group_offset.data(), K, reinterpret_cast<std::intptr_t>(target.grad_image),
+                      reinterpret_cast<std::intptr_t>(sink.data()), static_cast<int32_t>(C),
+                      sizeof(opmath_t), grad_rows);
           for (int64_t grp = 0; grp < g.group; ++grp) {
-            const scalar_t* img_g = input + n * image + grp * D;
             const scalar_t* gout = grad_output + pos * C + grp * D;
             const opmath_t* go_g = go.data();
             if constexpr (std::is_same_v<scalar_t, opmath_t>) {
@@ -430,11 +444,18 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
               if (s.inside[k]) {
                 const scalar_t* v[4];
                 opmath_t* gv[4];
+                // Both rows of the point in the band's own rows (the common case): the addresses
+                // from the vectorised pass; otherwise through the band's spill rows.
+                const bool owned = s.row[k] >= target.own_begin && s.row[k] + 1 < target.own_end;
                 for (int q = 0; q < 4; ++q) {
                   const int32_t c = s.corner[q][k];
-                  const int64_t row = s.row[k] + (q >= 2 ? 1 : 0);
-                  v[q] = c >= 0 ? img_g + int64_t(c) * C : zeros.data();
-                  gv[q] = c >= 0 ? target.at(row, c, C) + grp * D : sink.data();
+                  v[q] = reinterpret_cast<const scalar_t*>(value_rows[q][k]);
+                  if (owned) {
+                    gv[q] = reinterpret_cast<opmath_t*>(grad_rows[q][k]);
+                  } else {
+                    const int64_t row = s.row[k] + (q >= 2 ? 1 : 0);
+                    gv[q] = c >= 0 ? target.at(row, c, C) + grp * D : sink.data();
+                  }
                 }
                 const opmath_t wq[4] = {s.weight[0][k], s.weight[1][k], s.weight[2][k],
                                         s.weight[3][k]};
