@@ -9,6 +9,7 @@ installed its operator is timed at the same shapes (its offsets and mask come pa
 and it has no softmax, so it does slightly less work).
 
     python tools/benchmark_dcnv3.py --device cpu --repeats 10 --batch 8
+    python tools/benchmark_dcnv3.py --batch 1 --scaling 2 --stages 1 --repeats 30   # 1 vs 2 threads
     python tools/benchmark_dcnv3.py --device cuda --dtype float32 float16 bfloat16
 """
 from __future__ import annotations
@@ -117,6 +118,47 @@ def measure(runs: dict, warmup: int, repeats: int, device: torch.device, grad_en
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def thread_scaling(args) -> list[dict]:
+    """Compiled forward and backward with 1 and with ``args.scaling`` threads, alternating the
+    thread count every few calls so that load from other processes hits both alike; min and
+    median."""
+    batch = args.batch or 8
+    threads = (1, args.scaling)
+    print(f'device=cpu batch={batch} threads {threads[0]} vs {threads[1]} repeats={args.repeats}')
+    print(f"{'stage shape (HxWxC/G)':<22} {'pass':<8} {'1 thread ms':>12} {f'{threads[1]} threads ms':>14} "
+          f"{'speed-up (min)':>15} {'(median)':>9}")
+    rows = []
+    saved = torch.get_num_threads()
+    try:
+        for size, channels, groups in (STAGES[i - 1] for i in (args.stages or [1, 2, 3, 4])):
+            x, offset, mask = make_case(batch, size, channels, groups, torch.float32, 'cpu', False)
+            grad = torch.randn(x.shape)
+            ops = torch.ops.ops_dcnv3
+            geometry = (KERNEL, KERNEL, 1, 1, 1, 1, 1, 1, groups, channels // groups, 1.0, 0)
+            calls = {'fwd': functools.partial(ops.dcnv3_forward, x, offset, mask, *geometry),
+                     'bwd': functools.partial(ops.dcnv3_backward, x, offset, mask, grad, *geometry)}
+            for name, fn in calls.items():
+                times = {t: [] for t in threads}
+                for i in range(args.warmup + args.repeats):
+                    for t in threads:
+                        # A block of calls per thread count: the first one after a switch pays for
+                        # waking the pool's threads and is not counted.
+                        torch.set_num_threads(t)
+                        fn()
+                        for _ in range(3):
+                            elapsed = _time(fn, torch.device('cpu'))
+                            if i >= args.warmup:
+                                times[t].append(elapsed)
+                one, many = (min(times[t]) for t in threads)
+                med1, medn = (statistics.median(times[t]) for t in threads)
+                print(f"{f'{size}x{size}x{channels}/{groups}':<22} {name:<8} {one * 1e3:>12.3f} "
+                      f"{many * 1e3:>14.3f} {one / many:>14.2f}x {med1 / medn:>8.2f}x")
+                rows.append(dict(shape=(size, channels, groups), pass_=name, one=one, many=many))
+    finally:
+        torch.set_num_threads(saved)
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
@@ -126,11 +168,16 @@ def main(argv=None) -> list[dict]:
     parser.add_argument('--dtype', nargs='+', default=['float32'],
                         choices=['float32', 'float16', 'bfloat16'])
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (CPU)')
+    parser.add_argument('--scaling', type=int, default=None, metavar='N',
+                        help='instead of the table: time the compiled forward and backward with 1 and '
+                             'with N threads, interleaved, and print the speed-up (CPU)')
     parser.add_argument('--stages', type=int, nargs='+', default=None,
                         help='T stage indices 1-4 (default all), plus 5 for H stage 1 (default on CUDA)')
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    if args.scaling:
+        return thread_scaling(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type not in compiled_devices():
