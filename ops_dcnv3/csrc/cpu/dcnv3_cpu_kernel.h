@@ -183,6 +183,19 @@ struct PointSampler {
   Samples<opmath_t> s;
 };
 
+// Calls fn(std::integral_constant<int, LEN>{}, c0, len) over the channels [0, D) in blocks of 16,
+// then 8, then the rest (LEN 0: a run-time length), so the block loops have compile-time lengths.
+template <typename Fn>
+inline void for_channel_blocks(int64_t D, Fn&& fn) {
+  int64_t c0 = 0;
+  for (; c0 + 16 <= D; c0 += 16) fn(std::integral_constant<int, 16>{}, c0, int64_t(16));
+  if (c0 + 8 <= D) {
+    fn(std::integral_constant<int, 8>{}, c0, int64_t(8));
+    c0 += 8;
+  }
+  if (c0 < D) fn(std::integral_constant<int, 0>{}, c0, D - c0);
+}
+
 // Addresses of the image rows that the corners of `count` points read, as integers (one
 // vectorisable loop per corner): pixel * C + the point's group offset, or the zero row for a corner
 // outside the image. The channel loops then only load an address per corner.
@@ -252,13 +265,9 @@ void forward_kernel(const scalar_t* __restrict input, const scalar_t* __restrict
       for (int64_t grp = 0; grp < g.group; ++grp) {
         scalar_t* out = output + pos * C + grp * D;
         const int64_t k0 = grp * P;
-        int64_t c0 = 0;
-        for (; c0 + 16 <= D; c0 += 16) gather_block<16>(s, rows, k0, P, c0, 16, out);
-        if (c0 + 8 <= D) {
-          gather_block<8>(s, rows, k0, P, c0, 8, out);
-          c0 += 8;
-        }
-        if (c0 < D) gather_block<0>(s, rows, k0, P, c0, D - c0, out);
+        for_channel_blocks(D, [&](auto block, int64_t c0, int64_t len) {
+          gather_block<decltype(block)::value>(s, rows, k0, P, c0, len, out);
+        });
       }
     }
   });
@@ -471,13 +480,9 @@ void backward_kernel(const scalar_t* __restrict input, const scalar_t* __restric
                 }
 #endif
                 if (!done) {
-                  int64_t c0 = 0;
-                  for (; c0 + 16 <= D; c0 += 16) scatter_block<16>(v, gv, wq, go_g, c0, 16, dot);
-                  if (c0 + 8 <= D) {
-                    scatter_block<8>(v, gv, wq, go_g, c0, 8, dot);
-                    c0 += 8;
-                  }
-                  if (c0 < D) scatter_block<0>(v, gv, wq, go_g, c0, D - c0, dot);
+                  for_channel_blocks(D, [&](auto block, int64_t c0, int64_t len) {
+                    scatter_block<decltype(block)::value>(v, gv, wq, go_g, c0, len, dot);
+                  });
                 }
               }
               for (int q = 0; q < 4; ++q) dots[q * K + k] = dot[q];
