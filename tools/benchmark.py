@@ -136,12 +136,16 @@ def build_internimage(args):
 
 
 def build_baseline(args):
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
 
     spec = BASELINES[args.baseline]
-    model = ImageClassifier(
-        backbone=dict(type='ConvNeXt', arch=spec['arch'], gap_before_final_norm=True),
-        head=dict(type='LinearClsHead', num_classes=1000, in_channels=spec['channels']))
+    # The classifier builds its parts (data preprocessor, backbone, head) from the default scope's
+    # registry, which another library may have set in this process: pin mmpretrain's.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = ImageClassifier(
+            backbone=dict(type='ConvNeXt', arch=spec['arch'], gap_before_final_norm=True),
+            head=dict(type='LinearClsHead', num_classes=1000, in_channels=spec['channels']))
     name = 'ConvNeXt-' + spec['arch'][0].upper()
     if args.backbone_only:
         backbone = model.backbone

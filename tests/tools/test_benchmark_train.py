@@ -87,9 +87,14 @@ def test_inference_stays_the_default(capsys):
 
 @pytest.mark.slow  # builds two full-size classifiers and trains them one step each
 def test_train_mode_internimage_t_beside_convnext_t(capsys, monkeypatch):
+    # Another library's default scope left in the process (as earlier tests leave mmseg's) must not
+    # change which registry the baseline classifier is built from.
+    import mmseg.registry  # noqa: F401  (registers the mmseg scope)
+    from mmengine.registry import DefaultScope
     tool = _load_tool()
     built = _record_builds(tool, monkeypatch)
-    medians = tool.main(['--size', 't', '--baseline', 'convnext-t', '--mode', 'train', *TINY])
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        medians = tool.main(['--size', 't', '--baseline', 'convnext-t', '--mode', 'train', *TINY])
     out = capsys.readouterr().out
     assert len(medians) == 2 and all(m > 0 for m in medians)
     assert re.search(r'InternImage-T .* ms/step .* images/s', out)
