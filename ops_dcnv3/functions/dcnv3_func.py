@@ -112,17 +112,24 @@ def dcnv3_core_pytorch(input: torch.Tensor, offset: torch.Tensor, mask: torch.Te
     # Top-left of each output's window plus the centre offset c, in input pixels.
     base_x = torch.arange(wo, device=dev, dtype=dt) * stride_w - pad_w + (dilation_w * (kernel_w - 1)) // 2
     base_y = torch.arange(ho, device=dev, dtype=dt) * stride_h - pad_h + (dilation_h * (kernel_h - 1)) // 2
-    off = offset.reshape(n, ho, wo, group, points, 2)
-    loc_x = base_x.view(1, 1, wo, 1, 1) + (tx + off[..., 0]) * offset_scale
-    loc_y = base_y.view(1, ho, 1, 1, 1) + (ty + off[..., 1]) * offset_scale
-    # Non-finite locations sample nothing, as in the compiled kernels: move them far outside the
-    # image (grid_sample would return NaN for them); torch.where keeps their gradients at zero.
-    finite = torch.isfinite(loc_x) & torch.isfinite(loc_y)
-    outside = torch.full((), -4.0, device=dev, dtype=dt)
-    loc_x, loc_y = torch.where(finite, loc_x, outside), torch.where(finite, loc_y, outside)
-    # Pixel coordinate -> grid_sample's [-1, 1] with align_corners=False (pixel centres at +0.5).
-    grid = torch.stack(((2 * loc_x + 1) / w - 1, (2 * loc_y + 1) / h - 1), dim=-1)
-    grid = grid.permute(0, 3, 1, 2, 4, 5).reshape(n * group, ho, wo * points, 2)
+    # grid_sample wants (2*loc + 1)/size - 1 (align_corners=False: pixel centres at +0.5), with
+    # loc = base + (tap + offset)*scale. That is affine in the offset: one multiply-add over the
+    # offsets against a constant of one image's size. Fewer full-size element-wise ops than
+    # composing x and y apart, which is what an ONNX export of this function runs.
+    grid_x = ((base_x[None, :, None] + tx * offset_scale) * 2 + 1) / w - 1  # (1, Wo, P)
+    grid_y = ((base_y[:, None, None] + ty * offset_scale) * 2 + 1) / h - 1  # (Ho, 1, P)
+    const = torch.stack((grid_x.expand(ho, wo, points), grid_y.expand(ho, wo, points)), dim=-1)
+    const = const[:, :, None].expand(ho, wo, group, points, 2).reshape(ho, wo, group * points * 2)
+    one = offset.new_ones(())  # sizes as tensors, so that a traced export keeps them dynamic
+    slope = torch.stack((one * (2 * offset_scale / w), one * (2 * offset_scale / h)))
+    grid = offset * slope.repeat(group * points) + const
+    # A coordinate beyond +-3 is outside the image whatever its size, and non-finite locations
+    # (NaN compares false) must sample nothing as in the compiled kernels (grid_sample would return
+    # NaN): send both to -3. torch.where keeps their gradients at zero.
+    outside = torch.full((), -3.0, device=dev, dtype=dt)
+    grid = torch.where(grid.abs() < 3, grid, outside)
+    grid = grid.view(n, ho, wo, group, points * 2).permute(0, 3, 1, 2, 4)
+    grid = grid.reshape(n * group, ho, wo * points, 2)
     value = input.permute(0, 3, 1, 2).reshape(n * group, group_channels, h, w)
     sampled = F.grid_sample(value, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
     weight = mask.reshape(n, ho, wo, group, points).permute(0, 3, 1, 2, 4)

@@ -83,12 +83,16 @@ def point_softmax(logits: torch.Tensor) -> torch.Tensor:
 
     Same maths as ``F.softmax`` (max-subtracted exp, normalised). On CPU ATen's softmax over rows as
     short as P = 9 runs some 20x slower than this composition of vectorised element-wise ops, which
-    made it as costly as the deformable sampling itself; elsewhere ``F.softmax`` is used.
+    made it as costly as the deformable sampling itself; elsewhere (and in an ONNX export)
+    ``F.softmax`` is used.
     """
     if logits.device.type != 'cpu':
         return F.softmax(logits, -1)
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
+    if torch.onnx.is_in_onnx_export():
+        # An ONNX export gets one Softmax node, which runtimes run fused.
+        return F.softmax(logits, -1)
     e = (logits - logits.amax(-1, keepdim=True)).exp()
     return e / e.sum(-1, keepdim=True)
 
@@ -201,7 +205,7 @@ class DCNv3(nn.Module):
         offset = self.offset(x1)
         mask = self.mask(x1).reshape(n, h, w, self.group, -1)
         # Softmax over the P points of each group; cast back as published (softmax may upcast).
-        mask = point_softmax(mask).reshape(n, h, w, -1).type(x.dtype)
+        mask = point_softmax(mask).reshape(n, h, w, -1).to(x.dtype)
         x = dcnv3(x, offset, mask, self.kernel_size, self.kernel_size, self.stride, self.stride,
                   self.pad, self.pad, self.dilation, self.dilation, self.group,
                   self.group_channels, self.offset_scale, self.remove_center,

@@ -201,9 +201,11 @@ def test_checked_loading_sees_the_models_own_key_mapping(tmp_path, layout):
     """The InternImage classifier saves published names and maps files of both layouts (even a
     whole published file, weights under ``model``) in a load pre-hook: what it accepts passes."""
     from mmengine.config import Config
+    from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
     cfg = Config.fromfile(CLS_DEMO)  # imports mmpretrain_custom
+    init_default_scope('mmpretrain')  # an earlier test may have left another library's scope
     src = MODELS.build(cfg.model)
     published = src.state_dict()
     if layout == 'published':
