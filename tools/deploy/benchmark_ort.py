@@ -2,8 +2,9 @@
 
     python tools/deploy/benchmark_ort.py [--batch 1 8] [--shape 224] [--threads 2] [--repeat 10]
 
-Random weights (latency does not depend on them). Each backend gets ``--threads`` intra-op threads;
-the table gives the median latency per batch and the ratio to PyTorch eager.
+Random weights (latency does not depend on them). Each backend gets ``--threads`` intra-op threads.
+The backends run in turn within every repeat (a shared VM's speed drifts by tens of percent from
+minute to minute); the table gives the median latency per batch and the ratio to PyTorch eager.
 """
 from __future__ import annotations
 
@@ -33,15 +34,18 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def median_ms(fn, repeat: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def interleaved_median_ms(fns: dict, repeat: int, warmup: int) -> dict:
+    """Median latency of each function, run round-robin so that the CPU's drift hits all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
 def main(argv=None) -> list[dict]:
@@ -58,14 +62,11 @@ def main(argv=None) -> list[dict]:
         sessions = {f: common.ort_session(p, threads=args.threads) for f, p in paths.items()}
         for batch in args.batch:
             x = torch.randn(batch, 3, args.shape, args.shape)
-            with torch.no_grad():
-                eager = median_ms(lambda x=x: model(x), args.repeat, args.warmup)
-            row = dict(batch=batch, eager=eager)
+            fns = {'eager': torch.no_grad()(lambda x=x: model(x))}
             for form, session in sessions.items():
                 feed = {session.get_inputs()[0].name: x.numpy()}
-                row[form] = median_ms(lambda s=session, f=feed: s.run(None, f), args.repeat,
-                                      args.warmup)
-            rows.append(row)
+                fns[form] = lambda s=session, f=feed: s.run(None, f)
+            rows.append(dict(batch=batch, **interleaved_median_ms(fns, args.repeat, args.warmup)))
     print(f'\nInternImage-T classifier, {args.shape}x{args.shape}, {args.threads} threads, median of '
           f'{args.repeat} runs (ms per batch; ratio to PyTorch eager)\n')
     print('| batch | PyTorch eager | ORT, DCNv3 custom op | ORT, DCNv3 gridsample |')
