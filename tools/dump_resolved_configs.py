@@ -1,9 +1,12 @@
 """Write each config's fully resolved dict as stable, gzipped JSON (the reference of a config refactor).
 
 A config's resolved dict is ``Config.fromfile(path).to_dict()``: every base merged, every variable
-substituted; comments and layout are not part of it. The JSON keeps what ``json`` would lose
-(tuples are written as ``{"__tuple__": [...]}``), sorts keys and is gzipped without a timestamp, so
-two dumps of the same recipe are the same bytes.
+substituted; comments and layout are not part of it. An InternImage backbone that names its size
+(``arch='h'``) is written with the size arguments that name stands for, filled in exactly as the
+backbone fills them (``mmcv_custom.models.internimage.expand_arch``; arguments the config gives
+win), so naming the size and spelling it out resolve to the same recipe. The JSON keeps what
+``json`` would lose (tuples are written as ``{"__tuple__": [...]}``), sorts keys and is gzipped
+without a timestamp, so two dumps of the same recipe are the same bytes.
 
     python tools/dump_resolved_configs.py configs/coco configs/ade20k configs/imagenet configs/demo \\
         --out-dir tests/data/resolved_configs
@@ -22,6 +25,8 @@ import os.path as osp
 from typing import Any
 
 from mmengine.config import Config
+
+from mmcv_custom.models.internimage import expand_arch
 
 TUPLE_TAG = '__tuple__'
 
@@ -45,9 +50,9 @@ def to_json_stable(obj: Any, where: str = 'cfg') -> Any:
 
 
 def resolved_config(path: str) -> dict:
-    """The fully resolved dict of the config ``path``, in its stable JSON form."""
+    """The resolved dict of the config ``path`` (``arch`` expanded), in its stable JSON form."""
     cfg = Config.fromfile(path, import_custom_modules=False)
-    return to_json_stable(cfg.to_dict())
+    return to_json_stable(expand_arch(cfg.to_dict()))
 
 
 def dumps(resolved: dict) -> bytes:

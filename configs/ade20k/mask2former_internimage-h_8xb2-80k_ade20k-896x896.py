@@ -21,27 +21,11 @@ num_classes = 150
 embed_dims = 1024
 model = dict(
     data_preprocessor=dict(size=crop_size),
+    # with_cp=False as published; init_cfg=None: the whole segmentor comes from `load_from`
     backbone=dict(
-        _delete_=True,
-        type='InternImage',
-        core_op='DCNv3',
-        channels=320,
-        depths=[6, 6, 32, 6],
-        groups=[10, 20, 40, 80],
-        mlp_ratio=4.,
-        drop_path_rate=0.5,
-        norm_layer='LN',
-        layer_scale=None,
-        offset_scale=1.0,
-        post_norm=False,
-        dw_kernel_size=5,
-        res_post_norm=True,
-        level2_post_norm=True,
-        level2_post_norm_block_ids=[5, 11, 17, 23, 29],
-        center_feature_scale=True,
-        with_cp=False,  # as published
-        out_indices=(0, 1, 2, 3),
-        init_cfg=None),  # the whole segmentor comes from `load_from`
+        _delete_=True, type='InternImage', arch='h', core_op='DCNv3', mlp_ratio=4.,
+        drop_path_rate=0.5, norm_layer='LN', with_cp=False, out_indices=(0, 1, 2, 3),
+        init_cfg=None),
     decode_head=dict(
         in_channels=[320, 640, 1280, 2560],
         feat_channels=embed_dims,

@@ -11,13 +11,7 @@ _base_ = './dino-4scale_internimage-h_o365-pre_coco.py'
 load_from = 'work_dirs/dino-4scale_internimage-g_objects365/epoch_26.pth'
 
 model = dict(
-    backbone=dict(
-        channels=512,
-        depths=[2, 2, 48, 4],
-        groups=[16, 32, 64, 128],
-        post_norm=True,
-        res_post_norm=False,
-        level2_post_norm_block_ids=[5, 11, 17, 23, 29, 35, 41, 47]),
+    backbone=dict(arch='g'),
     neck=dict(in_channels=[1024, 2048, 4096]))
 
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=56, depths=[2, 2, 48, 4]))

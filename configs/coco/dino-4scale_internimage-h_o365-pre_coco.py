@@ -20,27 +20,11 @@ load_from = 'work_dirs/dino-4scale_internimage-h_objects365/epoch_26.pth'
 
 model = dict(
     data_preprocessor=dict(pad_size_divisor=32),  # published: Pad(size_divisor=32)
+    # with_cp=True as published (per-block activation checkpointing); init_cfg=None: the whole
+    # detector comes from `load_from`
     backbone=dict(
-        _delete_=True,
-        type='InternImage',
-        core_op='DCNv3',
-        channels=320,
-        depths=[6, 6, 32, 6],
-        groups=[10, 20, 40, 80],
-        mlp_ratio=4.,
-        drop_path_rate=0.5,
-        norm_layer='LN',
-        layer_scale=None,
-        offset_scale=1.0,
-        post_norm=False,
-        dw_kernel_size=5,
-        res_post_norm=True,
-        level2_post_norm=True,
-        level2_post_norm_block_ids=[5, 11, 17, 23, 29],
-        center_feature_scale=True,
-        with_cp=True,  # as published: per-block activation checkpointing
-        out_indices=(1, 2, 3),
-        init_cfg=None),  # the whole detector comes from `load_from`
+        _delete_=True, type='InternImage', arch='h', core_op='DCNv3', mlp_ratio=4.,
+        drop_path_rate=0.5, norm_layer='LN', with_cp=True, out_indices=(1, 2, 3), init_cfg=None),
     neck=dict(in_channels=[640, 1280, 2560]),
     # published: 1000 denoising queries (mmdet's DINO default is 100)
     dn_cfg=dict(group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=1000)))

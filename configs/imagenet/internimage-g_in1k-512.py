@@ -12,9 +12,7 @@ pretrained_22k = ('https://huggingface.co/OpenGVLab/InternImage/resolve/main/'
                   'internimage_g_pretrainto22k_384.pth')
 _depths = [2, 2, 48, 4]
 model = dict(
-    backbone=dict(channels=512, depths=_depths, groups=[16, 32, 64, 128], drop_path_rate=0.4,
-                  post_norm=True, res_post_norm=False,
-                  level2_post_norm_block_ids=[5, 11, 17, 23, 29, 35, 41, 47]),
+    backbone=dict(arch='g', depths=_depths, drop_path_rate=0.4),
     head=dict(in_channels=4096),
     init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
 

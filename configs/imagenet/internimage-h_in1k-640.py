@@ -16,11 +16,7 @@ pretrained_22k = ('https://huggingface.co/OpenGVLab/InternImage/resolve/main/'
                   'internimage_h_jointto22k_384.pth')
 _depths = [6, 6, 32, 6]
 model = dict(
-    backbone=dict(
-        channels=320, depths=_depths, groups=[10, 20, 40, 80], drop_path_rate=0.2, layer_scale=None,
-        offset_scale=1.0, post_norm=False, dw_kernel_size=5, res_post_norm=True,
-        level2_post_norm=True, level2_post_norm_block_ids=[5, 11, 17, 23, 29],
-        center_feature_scale=True, out_indices=(2, 3)),
+    backbone=dict(arch='h', depths=_depths, drop_path_rate=0.2, out_indices=(2, 3)),
     # Levels 2 and 3 fused, attention-pooled into a 768-d CLIP-style embedding, then linear.
     head=dict(
         _delete_=True,

@@ -13,8 +13,7 @@ pretrained_22k = ('https://huggingface.co/OpenGVLab/InternImage/resolve/main/'
                   'internimage_l_22k_192to384.pth')
 _depths = [5, 5, 22, 5]
 model = dict(
-    backbone=dict(channels=160, depths=_depths, groups=[10, 20, 40, 80], drop_path_rate=0.1,
-                  layer_scale=1e-5, offset_scale=2.0, post_norm=True, with_cp=True),
+    backbone=dict(arch='l', depths=_depths, drop_path_rate=0.1, with_cp=True),
     head=dict(
         in_channels=1280,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.3, mode='original')),

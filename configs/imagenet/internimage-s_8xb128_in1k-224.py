@@ -4,6 +4,5 @@ _base_ = './internimage-t_8xb128_in1k-224.py'
 
 checkpoint = 'https://huggingface.co/OpenGVLab/InternImage/resolve/main/internimage_s_1k_224.pth'
 model = dict(
-    backbone=dict(channels=80, depths=[4, 4, 21, 4], groups=[5, 10, 20, 40], drop_path_rate=0.4,
-                  layer_scale=1e-5, post_norm=True),
+    backbone=dict(arch='s', drop_path_rate=0.4),
     head=dict(in_channels=640), init_cfg=dict(type='Pretrained', checkpoint=checkpoint))

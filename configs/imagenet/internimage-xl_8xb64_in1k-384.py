@@ -8,7 +8,7 @@ pretrained_22k = ('https://huggingface.co/OpenGVLab/InternImage/resolve/main/'
                   'internimage_xl_22k_192to384.pth')
 _depths = [5, 5, 24, 5]
 model = dict(
-    backbone=dict(channels=192, depths=_depths, groups=[12, 24, 48, 96], drop_path_rate=0.2),
+    backbone=dict(arch='xl', depths=_depths, drop_path_rate=0.2),
     head=dict(in_channels=1536),
     init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
 

@@ -6,14 +6,7 @@ _base_ = './dino-4scale_internimage-h_objects365.py'
 pretrained = ('https://huggingface.co/OpenGVLab/InternImage/resolve/main/'
               'internimage_g_pretrainto22k_384.pth')
 model = dict(
-    backbone=dict(
-        channels=512,
-        depths=[2, 2, 48, 4],
-        groups=[16, 32, 64, 128],
-        post_norm=True,
-        res_post_norm=False,
-        level2_post_norm_block_ids=[5, 11, 17, 23, 29, 35, 41, 47],
-        init_cfg=dict(_delete_=True, type='Pretrained', checkpoint=pretrained)),
+    backbone=dict(arch='g', init_cfg=dict(_delete_=True, type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[1024, 2048, 4096]))
 
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=56, depths=[2, 2, 48, 4]))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -44,7 +44,7 @@ from ..checkpoint import load_backbone_state_dict
 __all__ = [
     'ToChannelsFirst', 'ToChannelsLast', 'build_norm', 'build_act', 'DropPath', 'StemLayer',
     'DownsampleLayer', 'MLPLayer', 'InternImageBlock', 'InternImageStage', 'InternImage',
-    'get_core_op', 'ARCHS', 'arch_settings',
+    'get_core_op', 'ARCHS', 'arch_settings', 'expand_arch',
 ]
 
 # Backbone arguments of the published ImageNet models (classification configs: T has no layer scale;
@@ -65,8 +65,9 @@ ARCHS: dict[str, dict] = {
               level2_post_norm=True, level2_post_norm_block_ids=[5, 11, 17, 23, 29],
               center_feature_scale=True),
     'g': dict(channels=512, depths=[2, 2, 48, 4], groups=[16, 32, 64, 128], offset_scale=1.0,
-              layer_scale=None, post_norm=True, dw_kernel_size=5, level2_post_norm=True,
-              level2_post_norm_block_ids=[5, 11, 17, 23, 29, 35, 41, 47], center_feature_scale=True),
+              layer_scale=None, post_norm=True, dw_kernel_size=5, res_post_norm=False,
+              level2_post_norm=True, level2_post_norm_block_ids=[5, 11, 17, 23, 29, 35, 41, 47],
+              center_feature_scale=True),
 }
 
 
@@ -76,6 +77,23 @@ def arch_settings(arch: str) -> dict:
     if key not in ARCHS:
         raise ValueError(f'arch must be one of {", ".join(map(repr, ARCHS))}, got {arch!r}')
     return {k: list(v) if isinstance(v, list) else v for k, v in ARCHS[key].items()}
+
+
+def expand_arch(cfg: Any) -> Any:
+    """A config (dict, list or value) with every InternImage ``arch=`` replaced by what it stands for.
+
+    Does to a config what the backbone does to its arguments: the size arguments of ``arch`` fill
+    those the dict does not give. Lets a config that names its size be read (``depths``, ...) or
+    compared with one that spells the sizes out.
+    """
+    if isinstance(cfg, dict):
+        cfg = {k: expand_arch(v) for k, v in cfg.items()}
+        if cfg.get('type') in ('InternImage', 'CBInternImage') and cfg.get('arch') is not None:
+            cfg = {**arch_settings(cfg.pop('arch')), **cfg}
+        return cfg
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(expand_arch(v) for v in cfg)
+    return cfg
 
 
 def _fill_from_arch(init):

@@ -14,6 +14,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from published_rules import assert_every_parameter_follows_published_rule, param_settings
 
+from mmcv_custom.models.internimage import expand_arch
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 COCO = osp.join(ROOT, 'configs', 'coco')
 
@@ -85,7 +87,7 @@ def test_optimizer_uses_published_layer_decay(name):
     cfg = _load(name)
     assert cfg.optim_wrapper.constructor == 'CustomLayerDecayOptimizerConstructor'
     assert cfg.optim_wrapper.paramwise_cfg.num_layers == num_layers
-    assert cfg.optim_wrapper.paramwise_cfg.depths == cfg.model.backbone.depths
+    assert cfg.optim_wrapper.paramwise_cfg.depths == expand_arch(cfg.model.backbone.to_dict())['depths']
     model = _build_on_meta(cfg)
     optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
     assert type(optim).__name__ == 'AdamW'
@@ -98,7 +100,7 @@ def test_optimizer_uses_published_layer_decay(name):
     # deformable-attention sampling offsets of DINO, as published).
     assert_every_parameter_follows_published_rule(
         model, optim, base_lr=lr, base_wd=cfg.optim_wrapper.optimizer.weight_decay, rate=rate,
-        configured_num_layers=num_layers, depths=cfg.model.backbone.depths,
+        configured_num_layers=num_layers, depths=expand_arch(cfg.model.backbone.to_dict())['depths'],
         offset_lr_scale=cfg.optim_wrapper.paramwise_cfg.get('offset_lr_scale', 1.0))
 
 

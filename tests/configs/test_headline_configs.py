@@ -13,6 +13,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from published_rules import assert_every_parameter_follows_published_rule
 
+from mmcv_custom.models.internimage import expand_arch
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # configs/coco/ configs of this file (test_coco_configs.py lists the others)
@@ -86,7 +88,7 @@ def test_published_optimizer_and_memory_settings(name):
     # no `backbone.levels.*` names, so the composite backbone trains at the head's lr, as published)
     assert_every_parameter_follows_published_rule(
         model, optim, base_lr=lr, base_wd=cfg.optim_wrapper.optimizer.weight_decay, rate=rate,
-        configured_num_layers=num_layers, depths=cfg.model.backbone.depths,
+        configured_num_layers=num_layers, depths=expand_arch(cfg.model.backbone.to_dict())['depths'],
         offset_lr_scale=offset_scale)
 
 

@@ -12,6 +12,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from official_keys import published_keys
 
+from mmcv_custom.models.internimage import expand_arch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG_DIR = os.path.join(ROOT, 'configs', 'imagenet')
 
@@ -147,7 +149,7 @@ def test_every_parameter_gets_the_published_lr_and_weight_decay(size):
             assert name not in got, name
             got[name] = (group['lr'], group['weight_decay'])
     named = list(model.named_parameters())
-    want = published_lr_and_wd(named, cfg.model.backbone.depths, 2e-5, 0.05, 0.9, 0.1)
+    want = published_lr_and_wd(named, expand_arch(cfg.model.backbone.to_dict())['depths'], 2e-5, 0.05, 0.9, 0.1)
     assert sorted(got) == sorted(want)  # every trainable parameter, once
     for name, (lr, wd) in want.items():
         assert got[name][0] == pytest.approx(lr, rel=1e-12), name
@@ -166,5 +168,5 @@ def test_every_parameter_gets_the_published_lr_and_weight_decay(size):
         assert got['backbone.levels.0.norm.0.weight'][0] == pytest.approx(2e-5 * 0.9 ** 43)
     # The DCN multiplier reaches the offsets of every block and (H/G) the centre-feature gates.
     dcn = [n for n in got if 'dcn.offset' in n or 'center_feature_scale_proj' in n]
-    assert len(dcn) == sum(cfg.model.backbone.depths) * (
-        4 if cfg.model.backbone.get('center_feature_scale') else 2)
+    assert len(dcn) == sum(expand_arch(cfg.model.backbone.to_dict())['depths']) * (
+        4 if expand_arch(cfg.model.backbone.to_dict()).get('center_feature_scale') else 2)

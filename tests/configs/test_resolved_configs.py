@@ -3,8 +3,10 @@
 ``tests/data/resolved_configs/<folder>/<config>.json.gz`` holds the fully resolved dict
 (``Config.fromfile(path).to_dict()``: all bases merged, comments and layout gone) of each config that
 existed before the refactor, written by ``tools/dump_resolved_configs.py``. Each config must still
-resolve to the same dict, key for key, tuples and lists told apart. Configs added later have no dump
-and are not compared; a dump whose config is gone is an error (delete or rename both together).
+resolve to the same dict, key for key, tuples and lists told apart. A backbone that names its size
+(``arch='h'``) is compared with the size arguments the backbone fills in for that name (the dump
+tool's ``expand_arch``; checked against the backbone below). Configs added later have no dump and
+are not compared; a dump whose config is gone is an error (delete or rename both together).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from mmcv_custom.models.internimage import expand_arch  # noqa: E402
 from tools.dump_resolved_configs import (  # noqa: E402
     TUPLE_TAG,
     dumps,
@@ -90,3 +93,21 @@ def test_config_backbone_is_its_published_size(name):
     if not name.startswith('imagenet/'):
         want['layer_scale'] = 1.0
     assert {k: backbone.get(k) for k in want} == want
+
+
+@pytest.mark.parametrize('arch', ['t', 's', 'b', 'l', 'xl', 'h', 'g'])
+def test_arch_expands_as_the_backbone_fills_it(arch):
+    """``expand_arch`` gives what the backbone builds from ``arch`` (explicit arguments win)."""
+    import torch
+
+    from mmcv_custom.models.internimage import InternImage
+
+    given = dict(arch=arch, depths=[1, 1, 1, 1], drop_path_rate=0.3, layer_scale=1.0)
+    expanded = expand_arch(dict(type='InternImage', **given))
+    assert 'arch' not in expanded and expanded['depths'] == [1, 1, 1, 1]
+    expanded.pop('type')
+    with torch.device('meta'):  # shapes only: H and G are billions of parameters at full depth
+        by_arch, by_args = InternImage(**given), InternImage(**expanded)
+    assert [(k, v.shape) for k, v in by_arch.state_dict().items()] == [
+        (k, v.shape) for k, v in by_args.state_dict().items()]
+    assert repr(by_arch) == repr(by_args)  # the same modules in the same places (norms, kernels)

@@ -11,6 +11,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mmcv_custom.models.internimage import expand_arch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 CFG = os.path.join(ROOT, 'configs', 'imagenet')
@@ -54,7 +56,7 @@ def test_published_22k_to_1k_recipe(size):
     paramwise = cfg.optim_wrapper.paramwise_cfg
     assert (paramwise.mode, paramwise.layer_decay_rate, paramwise.dcn_lr_mul) == (
         'classification', 0.9, 0.1)
-    assert paramwise.depths == cfg.model.backbone.depths
+    assert paramwise.depths == expand_arch(cfg.model.backbone.to_dict())['depths']
     assert cfg.model.backbone.drop_path_rate == drop_path
     assert cfg.model.backbone.with_cp
     assert cfg.model.head.loss.label_smooth_val == 0.3

@@ -9,9 +9,9 @@ pretrained = ('https://huggingface.co/OpenGVLab/InternImage/resolve/main/'
 _stage_stds = ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067])
 model = dict(
     backbone=dict(
-        _delete_=True, type='InternImage', core_op='DCNv3', channels=160, depths=[5, 5, 22, 5],
-        groups=[10, 20, 40, 80], mlp_ratio=4., drop_path_rate=0.4, norm_layer='LN', layer_scale=1.0,
-        offset_scale=2.0, post_norm=True, with_cp=False, out_indices=(0, 1, 2, 3),
+        _delete_=True, type='InternImage', arch='l', core_op='DCNv3', mlp_ratio=4.,
+        drop_path_rate=0.4, norm_layer='LN', layer_scale=1.0, with_cp=False,
+        out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[160, 320, 640, 1280]),
     roi_head=dict(bbox_head=[

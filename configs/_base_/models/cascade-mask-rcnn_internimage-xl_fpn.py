@@ -4,6 +4,5 @@ _base_ = './cascade-mask-rcnn_internimage-l_fpn.py'
 pretrained = ('https://huggingface.co/OpenGVLab/InternImage/resolve/main/'
               'internimage_xl_22k_192to384.pth')
 model = dict(
-    backbone=dict(channels=192, depths=[5, 5, 24, 5], groups=[12, 24, 48, 96],
-                  init_cfg=dict(checkpoint=pretrained)),
+    backbone=dict(arch='xl', init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=[192, 384, 768, 1536]))

@@ -9,9 +9,8 @@ checkpoint = 'https://huggingface.co/OpenGVLab/InternImage/resolve/main/internim
 model = dict(
     type='InternImageClassifier',
     backbone=dict(
-        type='InternImage', core_op='DCNv3', channels=64, depths=[4, 4, 18, 4],
-        groups=[4, 8, 16, 32], mlp_ratio=4., drop_path_rate=0.1, norm_layer='LN', layer_scale=None,
-        offset_scale=1.0, post_norm=False, with_cp=False, out_indices=(3, )),
+        type='InternImage', arch='t', core_op='DCNv3', mlp_ratio=4., drop_path_rate=0.1,
+        norm_layer='LN', with_cp=False, out_indices=(3, )),
     neck=None,
     # 1x1 conv to 1.5x channels, BN, GELU, average pool, linear (the published head).
     head=dict(

@@ -3,6 +3,5 @@ _base_ = './mask-rcnn_internimage-t_fpn.py'
 
 pretrained = 'https://huggingface.co/OpenGVLab/InternImage/resolve/main/internimage_s_1k_224.pth'
 model = dict(
-    backbone=dict(channels=80, depths=[4, 4, 21, 4], groups=[5, 10, 20, 40], drop_path_rate=0.3,
-                  post_norm=True, init_cfg=dict(checkpoint=pretrained)),
+    backbone=dict(arch='s', drop_path_rate=0.3, init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=[80, 160, 320, 640]))

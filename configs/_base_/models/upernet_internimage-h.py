@@ -6,10 +6,7 @@ _base_ = './upernet_internimage-l.py'
 pretrained = ('https://huggingface.co/OpenGVLab/InternImage/resolve/main/'
               'internimage_h_jointto22k_384.pth')
 model = dict(
-    backbone=dict(
-        channels=320, depths=[6, 6, 32, 6], drop_path_rate=0.5, layer_scale=None, offset_scale=1.0,
-        post_norm=False, dw_kernel_size=5, res_post_norm=True, level2_post_norm=True,
-        level2_post_norm_block_ids=[5, 11, 17, 23, 29], center_feature_scale=True,
-        init_cfg=dict(checkpoint=pretrained)),
+    backbone=dict(arch='h', drop_path_rate=0.5, layer_scale=None,
+                  init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=[320, 640, 1280, 2560]),
     auxiliary_head=dict(in_channels=1280))

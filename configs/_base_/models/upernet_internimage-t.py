@@ -6,9 +6,9 @@ pretrained = 'https://huggingface.co/OpenGVLab/InternImage/resolve/main/internim
 model = dict(
     pretrained=None,
     backbone=dict(
-        _delete_=True, type='InternImage', core_op='DCNv3', channels=64, depths=[4, 4, 18, 4],
-        groups=[4, 8, 16, 32], mlp_ratio=4., drop_path_rate=0.2, norm_layer='LN', layer_scale=1.0,
-        offset_scale=1.0, post_norm=False, with_cp=False, out_indices=(0, 1, 2, 3),
+        _delete_=True, type='InternImage', arch='t', core_op='DCNv3', mlp_ratio=4.,
+        drop_path_rate=0.2, norm_layer='LN', layer_scale=1.0, with_cp=False,
+        out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(num_classes=150, in_channels=[64, 128, 256, 512]),
     auxiliary_head=dict(num_classes=150, in_channels=256),
