@@ -54,7 +54,7 @@ fi
   log "ORT_INCLUDE_DIR=$ORT_INCLUDE_DIR has no onnxruntime_cxx_api.h"; exit 1; }
 
 TORCH_INC=$("$PY" -c 'from torch.utils.cpp_extension import include_paths; print(" ".join("-isystem " + p for p in include_paths()))' 2>/dev/null)
-key=$(cat "$SRC" ops_dcnv3/csrc/dcnv3.h ops_dcnv3/csrc/cpu/dcnv3_cpu_kernel.h "$ORT_INCLUDE_DIR/onnxruntime_c_api.h" "$0" \
+key=$(cat "$SRC" ops_dcnv3/csrc/dcnv3.h ops_dcnv3/csrc/cpu/*.h ops_dcnv3/csrc/cpu/*.inc "$ORT_INCLUDE_DIR/onnxruntime_c_api.h" "$0" \
       | sha256sum | cut -c1-16)-$("$PY" -c 'import torch; print(torch.__version__)')
 if [ -f "$LIB" ] && [ "$(cat "$LIB.stamp" 2>/dev/null)" = "$key" ]; then
   log "$LIB is up to date"

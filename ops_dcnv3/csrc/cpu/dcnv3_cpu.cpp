@@ -1,6 +1,7 @@
 // CPU kernels of DCNv3 (float32, float64, bfloat16 and float16; reduced types accumulate in float32).
-// The kernel bodies live in dcnv3_cpu_kernel.h, compiled twice on x86-64: for the baseline ISA and for
-// AVX2+FMA, picked at run time (the extension is built without -march flags so it stays portable).
+// The kernel bodies live in dcnv3_cpu_kernel.h, compiled twice on x86-64 (dcnv3_cpu_dispatch.inc): for
+// the baseline ISA and for AVX2+FMA, picked at run time (the extension is built without -march flags so
+// it stays portable).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -18,68 +19,17 @@
 
 #include "dcnv3.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define DCNV3_X86_DISPATCH 1
-#include <immintrin.h>
-#endif
+#include "cpu/dcnv3_cpu_isa.h"
 
 namespace ops_dcnv3 {
 namespace {
 
-#define DCNV3_KERNEL_AVX2 0
-namespace baseline {
-#include "dcnv3_cpu_kernel.h"
-}  // namespace baseline
-#undef DCNV3_KERNEL_AVX2
-
-#ifdef DCNV3_X86_DISPATCH
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define DCNV3_KERNEL_AVX2 1
-namespace avx2 {
-#include "dcnv3_cpu_kernel.h"
-}  // namespace avx2
-#undef DCNV3_KERNEL_AVX2
-#pragma GCC pop_options
-
-// DCNV3_CPU_ISA=baseline forces the portable kernels (tests run both forms on one machine).
-bool cpu_has_avx2() {
-  static const bool has = [] {
-    const char* isa = std::getenv("DCNV3_CPU_ISA");
-    if (isa != nullptr && std::string(isa) == "baseline") return false;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return has;
-}
-#endif
+#include "cpu/dcnv3_cpu_dispatch.inc"
 
 // The kernels index pixels (y*W + x, up to one row and column past the image) with 32-bit integers.
 void check_pixel_count(const Geometry& g, const char* name) {
   TORCH_CHECK((g.h + 1) * (g.w + 1) < std::numeric_limits<int32_t>::max(), name,
               ": input images of more than 2**31 pixels are not supported, got ", g.h, "x", g.w);
-}
-
-template <typename scalar_t>
-void forward_kernel(const scalar_t* input, const scalar_t* offset, const scalar_t* mask,
-                    scalar_t* output, const Geometry& g) {
-#ifdef DCNV3_X86_DISPATCH
-  if (cpu_has_avx2()) return avx2::forward_kernel<scalar_t>(input, offset, mask, output, g);
-#endif
-  baseline::forward_kernel<scalar_t>(input, offset, mask, output, g);
-}
-
-template <typename scalar_t>
-void backward_kernel(const scalar_t* input, const scalar_t* offset, const scalar_t* mask,
-                     const scalar_t* grad_output, at::opmath_type<scalar_t>* grad_input,
-                     scalar_t* grad_offset, scalar_t* grad_mask, const Geometry& g) {
-#ifdef DCNV3_X86_DISPATCH
-  if (cpu_has_avx2()) {
-    return avx2::backward_kernel<scalar_t>(input, offset, mask, grad_output, grad_input,
-                                           grad_offset, grad_mask, g);
-  }
-#endif
-  baseline::backward_kernel<scalar_t>(input, offset, mask, grad_output, grad_input, grad_offset,
-                                      grad_mask, g);
 }
 
 at::Tensor dcnv3_forward_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,

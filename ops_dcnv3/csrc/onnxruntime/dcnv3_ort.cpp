@@ -1,8 +1,9 @@
 // ONNX Runtime custom-op library: the `DCNv3` node of the `ops_dcnv3` domain (version 1), as
 // written by `ops_dcnv3.onnx` for `--dcnv3 custom` exports, on the CPU execution provider.
 //
-// The arithmetic is the CPU kernel of ops_dcnv3._C itself: cpu/dcnv3_cpu_kernel.h is included here
-// as dcnv3_cpu.cpp includes it (baseline and AVX2+FMA builds, picked at run time). Two names it
+// The arithmetic is the CPU kernel of ops_dcnv3._C itself: cpu/dcnv3_cpu_dispatch.inc builds
+// cpu/dcnv3_cpu_kernel.h here as it does in dcnv3_cpu.cpp (baseline and AVX2+FMA builds, picked at run
+// time; DCNV3_CPU_ISA=baseline forces the first). Two names it
 // uses come from a local `at` namespace instead of ATen: `opmath_type` (float32 accumulates in
 // float32) and `parallel_for`, which runs on the session's intra-op thread pool
 // (KernelContext_ParallelFor), so `intra_op_num_threads` governs the kernel like every other node.
@@ -28,10 +29,7 @@
 
 #include "dcnv3.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define DCNV3_X86_DISPATCH 1
-#include <immintrin.h>
-#endif
+#include "cpu/dcnv3_cpu_isa.h"
 
 namespace dcnv3_ort {
 
@@ -73,32 +71,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
 
 }  // namespace at
 
-#define DCNV3_KERNEL_AVX2 0
-namespace baseline {
-#include "cpu/dcnv3_cpu_kernel.h"
-}  // namespace baseline
-#undef DCNV3_KERNEL_AVX2
-
-#ifdef DCNV3_X86_DISPATCH
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define DCNV3_KERNEL_AVX2 1
-namespace avx2 {
-#include "cpu/dcnv3_cpu_kernel.h"
-}  // namespace avx2
-#undef DCNV3_KERNEL_AVX2
-#pragma GCC pop_options
-#endif
-
-void forward(const float* input, const float* offset, const float* mask, float* output,
-             const Geometry& g) {
-#ifdef DCNV3_X86_DISPATCH
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    return avx2::forward_kernel<float>(input, offset, mask, output, g);
-  }
-#endif
-  baseline::forward_kernel<float>(input, offset, mask, output, g);
-}
+#include "cpu/dcnv3_cpu_dispatch.inc"
 
 int64_t out_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
   return (size + 2 * pad - (dilation * (kernel - 1) + 1)) / stride + 1;
@@ -182,7 +155,7 @@ struct DCNv3Kernel {
     Ort::UnownedValue output = ctx.GetOutput(0, {g.n, g.ho, g.wo, g.channels()});
     if (g.n * g.ho * g.wo * g.channels() == 0) return;
     tls_context = context;
-    forward(input.GetTensorData<float>(), offset.GetTensorData<float>(),
+    forward_kernel<float>(input.GetTensorData<float>(), offset.GetTensorData<float>(),
             mask.GetTensorData<float>(), output.GetTensorMutableData<float>(), g);
     tls_context = nullptr;
   }
