@@ -90,6 +90,7 @@ def test_config_has_published_recipe(size):
 def test_optimizer_lr_follows_layer_decay_rule(size):
     name, _, _, lr, decay, *_ = PUBLISHED[size]
     cfg = load(name)
+    depths = expand_arch(cfg.model.backbone.to_dict())['depths']  # `arch` names the size
     model = build_on_meta(cfg)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     lrs = {}
@@ -103,10 +104,10 @@ def test_optimizer_lr_follows_layer_decay_rule(size):
     assert lrs['backbone.levels.0.blocks.0.norm1.0.weight'][1] == 0.0
     # Every parameter: the layer id, lr and weight decay of the published rule, restated on its own.
     assert cfg.optim_wrapper.paramwise_cfg.num_layers == NUM_LAYERS[size]
-    assert cfg.optim_wrapper.paramwise_cfg.depths == expand_arch(cfg.model.backbone.to_dict())['depths']
+    assert cfg.optim_wrapper.paramwise_cfg.depths == depths
     assert_every_parameter_follows_published_rule(
         model, wrapper.optimizer, base_lr=lr, base_wd=0.05, rate=decay,
-        configured_num_layers=NUM_LAYERS[size], depths=expand_arch(cfg.model.backbone.to_dict())['depths'])
+        configured_num_layers=NUM_LAYERS[size], depths=depths)
     if size == 'l':  # hand-worked, depths [5, 5, 22, 5], ids 0..38: lr = 2e-5 * 0.94 ** (38 - id)
         # level 2, block 21: id 21 + 1 + 10 = 32
         assert lrs['backbone.levels.2.blocks.21.dcn.offset.weight'] == (

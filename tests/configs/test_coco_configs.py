@@ -85,9 +85,10 @@ def test_param_count_matches_published(name):
 def test_optimizer_uses_published_layer_decay(name):
     lr, rate, num_layers = RECIPES[name]
     cfg = _load(name)
+    depths = expand_arch(cfg.model.backbone.to_dict())['depths']  # `arch` names the size
     assert cfg.optim_wrapper.constructor == 'CustomLayerDecayOptimizerConstructor'
     assert cfg.optim_wrapper.paramwise_cfg.num_layers == num_layers
-    assert cfg.optim_wrapper.paramwise_cfg.depths == expand_arch(cfg.model.backbone.to_dict())['depths']
+    assert cfg.optim_wrapper.paramwise_cfg.depths == depths
     model = _build_on_meta(cfg)
     optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
     assert type(optim).__name__ == 'AdamW'
@@ -100,7 +101,7 @@ def test_optimizer_uses_published_layer_decay(name):
     # deformable-attention sampling offsets of DINO, as published).
     assert_every_parameter_follows_published_rule(
         model, optim, base_lr=lr, base_wd=cfg.optim_wrapper.optimizer.weight_decay, rate=rate,
-        configured_num_layers=num_layers, depths=expand_arch(cfg.model.backbone.to_dict())['depths'],
+        configured_num_layers=num_layers, depths=depths,
         offset_lr_scale=cfg.optim_wrapper.paramwise_cfg.get('offset_lr_scale', 1.0))
 
 

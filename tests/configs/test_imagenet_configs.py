@@ -141,6 +141,7 @@ def published_lr_and_wd(named_params, depths, base_lr, weight_decay, decay_ratio
 @pytest.mark.parametrize('size', ['l', 'xl', 'h', 'g'])
 def test_every_parameter_gets_the_published_lr_and_weight_decay(size):
     cfg = load(PUBLISHED[size][0])
+    backbone = expand_arch(cfg.model.backbone.to_dict())  # `arch` names the size
     model = build_on_meta(cfg)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     got = {}
@@ -149,7 +150,7 @@ def test_every_parameter_gets_the_published_lr_and_weight_decay(size):
             assert name not in got, name
             got[name] = (group['lr'], group['weight_decay'])
     named = list(model.named_parameters())
-    want = published_lr_and_wd(named, expand_arch(cfg.model.backbone.to_dict())['depths'], 2e-5, 0.05, 0.9, 0.1)
+    want = published_lr_and_wd(named, backbone['depths'], 2e-5, 0.05, 0.9, 0.1)
     assert sorted(got) == sorted(want)  # every trainable parameter, once
     for name, (lr, wd) in want.items():
         assert got[name][0] == pytest.approx(lr, rel=1e-12), name
@@ -168,5 +169,5 @@ def test_every_parameter_gets_the_published_lr_and_weight_decay(size):
         assert got['backbone.levels.0.norm.0.weight'][0] == pytest.approx(2e-5 * 0.9 ** 43)
     # The DCN multiplier reaches the offsets of every block and (H/G) the centre-feature gates.
     dcn = [n for n in got if 'dcn.offset' in n or 'center_feature_scale_proj' in n]
-    assert len(dcn) == sum(expand_arch(cfg.model.backbone.to_dict())['depths']) * (
-        4 if expand_arch(cfg.model.backbone.to_dict()).get('center_feature_scale') else 2)
+    assert len(dcn) == sum(backbone['depths']) * (
+        4 if backbone.get('center_feature_scale') else 2)
